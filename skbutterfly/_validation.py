@@ -1,0 +1,88 @@
+"""Input validation shared by every public entry point."""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+from numbers import Integral
+
+import numpy as np
+
+_FLOAT_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+
+
+def check_matrix(A, *, name="A", allow_complex=True, ndim=2, allow_empty=False):
+    """Return ``A`` as a finite floating-point ndarray, never modifying the input.
+
+    float32, float64, complex64 and complex128 are kept; booleans, integers and
+    float16 are cast (to float64, respectively float32). Object, string and
+    other dtypes raise ``TypeError``; NaN, inf, a wrong number of dimensions or
+    an empty array raise ``ValueError`` naming ``name``.
+    """
+    if hasattr(A, "toarray") and not isinstance(A, np.ndarray):
+        A = A.toarray()
+    arr = np.asarray(A)
+    kind = arr.dtype.kind
+    if kind in "biu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif kind == "c" and not allow_complex:
+        raise TypeError(
+            f"{name} must be real, got dtype={arr.dtype}; complex input is not "
+            "supported here."
+        )
+    elif arr.dtype.type not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must hold numbers (float32, float64, complex64, complex128, "
+            f"integers or booleans), got dtype={arr.dtype}."
+        )
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array, got an array with ndim={arr.ndim} "
+            f"and shape={arr.shape}."
+        )
+    if arr.size == 0 and not allow_empty:
+        shape = (
+            f"n_samples={arr.shape[0]}, n_features={arr.shape[1]}"
+            if ndim == 2
+            else f"shape={arr.shape}"
+        )
+        raise ValueError(f"{name} is empty, got {shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return arr
+
+
+def check_positive_int(value, name, *, minimum=1, maximum=None):
+    """Return ``value`` as an int in ``[minimum, maximum]`` or raise."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}.")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {bounds}, got {value}.")
+    return value
+
+
+def check_permutation(perm, n, *, name="permutation"):
+    """Return ``perm`` as an int64 array that is a permutation of ``range(n)``."""
+    arr = np.asarray(perm)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(
+                f"{name} must be an array of integers, got dtype={arr.dtype}."
+            )
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got shape={arr.shape}.")
+    arr = arr.astype(np.int64, copy=False)
+    seen = np.zeros(n, dtype=bool)
+    valid = (arr >= 0) & (arr < n)
+    seen[arr[valid]] = True
+    if not valid.all() or not seen.all():
+        raise ValueError(
+            f"{name} is not a permutation of range({n}): every index in "
+            f"0..{n - 1} must appear exactly once."
+        )
+    return arr
