@@ -9,6 +9,16 @@ factors optimally to low-precision floats.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+from skbutterfly._butterfly import ButterflyFactorizer
+from skbutterfly._fixed_support import FixedSupportFactorizer
+from skbutterfly._formats import FloatFormat, round_to_format, storage_bits
+from skbutterfly._fsmf import (
+    FactorizationInfo,
+    SupportAnalysis,
+    analyze_supports,
+    fixed_support_factorize,
+)
+from skbutterfly._hierarchical import butterfly_factorize
 from skbutterfly._operator import ButterflyMatrix, load
 from skbutterfly._patterns import (
     Architecture,
@@ -22,22 +32,48 @@ from skbutterfly._patterns import (
     lower_triangular_support,
     upper_triangular_support,
 )
-from skbutterfly._permutations import bit_reversal_permutation
+from skbutterfly._permutations import (
+    bit_reversal_permutation,
+    standard_permutation,
+    standard_permutations,
+)
+from skbutterfly._quantize import (
+    quantize_butterfly,
+    quantize_factors,
+    quantize_rank_one,
+)
+from skbutterfly._quantized import QuantizedButterfly
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Architecture",
+    "ButterflyFactorizer",
     "ButterflyMatrix",
+    "FactorizationInfo",
+    "FixedSupportFactorizer",
+    "FloatFormat",
     "Pattern",
+    "QuantizedButterfly",
+    "SupportAnalysis",
+    "analyze_supports",
     "architecture",
     "bit_reversal_permutation",
     "block_diagonal_support",
+    "butterfly_factorize",
     "butterfly_support",
     "chain_rank",
+    "fixed_support_factorize",
     "full_support",
     "fuse_patterns",
     "load",
     "lower_triangular_support",
+    "quantize_butterfly",
+    "quantize_factors",
+    "quantize_rank_one",
+    "round_to_format",
+    "standard_permutation",
+    "standard_permutations",
+    "storage_bits",
     "upper_triangular_support",
 ]

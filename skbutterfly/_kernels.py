@@ -6,6 +6,8 @@ Pure functions on arrays; nothing here knows about estimators.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+from numbers import Integral
+
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.utils.parallel import Parallel, delayed
@@ -45,7 +47,7 @@ def ks_apply(K, X, Kt=None):
     a, b, c, d = K.shape
     n = X.shape[1]
     if d == 1:
-        return np.matmul(K[..., 0], X.reshape(a, c, n)).reshape(a * b, n)
+        return np.matmul(K.reshape(a, b, c), X.reshape(a, c, n)).reshape(a * b, n)
     if n == 1:
         out = np.einsum("abcd,acd->abd", K, X.reshape(a, c, d))
         return out.reshape(a * b * d, 1)
@@ -171,12 +173,13 @@ def _top_eigh(G, k):
     return np.maximum(w, 0), Q
 
 
-def _rayleigh_ritz(B, Q, k):
-    """Best rank-``k`` factors of ``B`` inside the column span of ``Q``.
+def _ritz_from_projection(Q, W, k):
+    """Best rank-``k`` factors inside span ``Q``, given ``W = Q^H B``.
 
     Returns ``(U, R)`` with orthonormal ``U`` (in span Q) and ``R = U^H B``.
     """
-    W = _herm(Q) @ B
+    if W.shape[-2] == k == 1:
+        return Q, W
     _, E = _top_eigh(W @ _herm(W), k)
     return Q @ E, _herm(E) @ W
 
@@ -185,42 +188,130 @@ def _gram_route(B, k):
     m, n = B.shape[-2:]
     if m <= n:
         _, Q = _top_eigh(B @ _herm(B), k)
-        return _rayleigh_ritz(B, Q, k)
+        return _ritz_from_projection(Q, _herm(Q) @ B, k)
     _, Q = _top_eigh(_herm(B) @ B, k)
-    V, Rh = _rayleigh_ritz(_herm(B), Q, k)
+    V, Rh = _ritz_from_projection(Q, _herm(Q) @ _herm(B), k)
     # The columns of B @ V = Rh^H are orthogonal: normalise them into U.
     s = np.linalg.norm(Rh, axis=-1)
     safe = np.where(s > 0, s, 1)
     return _herm(Rh) / safe[..., None, :], s[..., :, None] * _herm(V)
 
 
-def _subspace_route(B, k, max_iter, tol):
-    m, n = B.shape[-2:]
-    width = min(k + max(2, k), m, n)
+def _orthonormal_basis(Y):
+    """Orthonormal basis of the columns of every ``Y`` (normalisation if one)."""
+    if Y.shape[-1] == 1:
+        norm = np.linalg.norm(Y, axis=-2, keepdims=True)
+        return Y / np.where(norm > 0, norm, 1)
+    return np.linalg.qr(Y)[0]
+
+
+def _times(B, X):
+    """``B @ X`` for a stack ``B`` and a stack or a single matrix ``X``.
+
+    A shared ``X`` is one large product; a single complex column goes
+    through ``einsum``: NumPy's ``matmul`` misses BLAS there (several times
+    slower).
+    """
+    if X.ndim == 2 and B.flags.c_contiguous:
+        return (B.reshape(-1, B.shape[-1]) @ X).reshape(*B.shape[:-1], X.shape[-1])
+    if X.shape[-1] == 1 and B.dtype.kind == "c":
+        return np.einsum("...ij,...j->...i", B, X[..., 0])[..., None]
+    return B @ X
+
+
+def _project(Q, B):
+    """``Q^H @ B`` for stacks, without a conjugate copy of ``B``."""
+    if Q.shape[-1] == 1 and B.dtype.kind == "c":
+        return np.einsum("...i,...ij->...j", np.conj(Q[..., 0]), B)[..., None, :]
+    return _herm(Q) @ B
+
+
+def _block_energy(W, k):
+    """Energy of every block: the sum of the top-``k`` eigenvalues of W W^H."""
+    if W.shape[-2] == k:
+        return _block_sq_norms(W)
+    return _top_eigh(W @ _herm(W), k)[0].sum(axis=-1)
+
+
+def _real_view(B):
+    """``B`` as real numbers (real and imaginary parts side by side), no copy."""
+    B = np.ascontiguousarray(B)
+    if B.dtype.kind != "c":
+        return B
+    return B.view(B.real.dtype)
+
+
+def _scale_pow2(X, exponent):
+    """``X * 2**exponent``, exactly, for real or complex ``X``."""
+    return np.ldexp(_real_view(X), exponent).view(X.dtype).reshape(X.shape)
+
+
+def _parts(B):
+    """Real views of ``B``: ``(B,)`` if real, ``(B.real, B.imag)`` if complex."""
+    return (B.real, B.imag) if B.dtype.kind == "c" else (B,)
+
+
+def _block_sq_norms(B):
+    """Squared Frobenius norm of every block, without a copy of ``B``."""
+    return sum(np.einsum("...ij,...ij->...", P, P) for P in _parts(B))
+
+
+def _subspace_route(B, k, max_iter, tol, oversampling):
+    """Randomized subspace (power) iteration on the column space of each block.
+
+    Only small ``(m, w)`` and ``(w, n)`` arrays are formed besides ``B``;
+    ``B^H Q`` is computed as ``(Q^H B)^H`` so that no conjugate copy of ``B``
+    is made. A block stops iterating when one iteration gains at most ``tol``
+    times its remaining squared error, or at rounding level: its error is
+    then within a factor about ``1 + tol`` of the optimum, and exact
+    rank-``k`` blocks stop after two products. Each block's result depends
+    on that block alone, so chunking the stack changes nothing.
+    """
+    lead, (m, n) = B.shape[:-2], B.shape[-2:]
+    B = B.reshape(-1, m, n)
+    width = min(k + oversampling, m, n)
     rng = np.random.default_rng(_SKETCH_SEED)
-    omega = rng.standard_normal((n, width)).astype(B.real.dtype)
-    Q, _ = np.linalg.qr(B @ omega)
-    previous = None
+    omega = rng.standard_normal((n, width)).astype(B.dtype)
+    total = _block_sq_norms(B)
+    floor = 64 * np.finfo(B.dtype).eps * total
+    Q = _orthonormal_basis(_times(B, omega))
+    W = _project(Q, B)
+    captured = _block_energy(W, k)
+    # Converged blocks keep their result; the stack is compacted (copied)
+    # only once at most a quarter of it is still iterating, which bounds the
+    # extra memory by a fraction of B.
+    live = np.ones(B.shape[0], dtype=bool)
+    index, sub = np.arange(B.shape[0]), B
     for _ in range(max_iter):
-        Z = _herm(B) @ Q
-        Q, _ = np.linalg.qr(B @ Z)
-        energy = _top_eigh(_herm(Z) @ Z, k)[0]
-        if previous is not None:
-            change = np.abs(energy - previous) <= tol * np.maximum(energy, 1e-300)
-            if change.all():
-                break
-        previous = energy
-    return _rayleigh_ritz(B, Q, k)
+        Qa = _orthonormal_basis(_times(sub, _herm(W[index])))
+        Wa = _project(Qa, sub)
+        gained = _block_energy(Wa, k)
+        update = live[index]
+        done = gained - captured[index] <= (
+            tol * np.maximum(total[index] - gained, 0.0) + floor[index]
+        )
+        target = index[update]
+        Q[target], W[target] = Qa[update], Wa[update]
+        captured[target] = gained[update]
+        live[index[update & done]] = False
+        remaining = int(live[index].sum())
+        if remaining == 0:
+            break
+        if 4 * remaining <= index.size:
+            index = index[live[index]]
+            sub = B[index]
+    U, R = _ritz_from_projection(Q, W, k)
+    return U.reshape(*lead, m, -1), R.reshape(*lead, -1, n)
 
 
-def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None):
+def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None, oversampling=2):
     """Best rank-``rank`` approximation of every block of a stack.
 
     Picks the exact route by block size: the Gram matrix of the short side
     with an eigen-decomposition and a Rayleigh-Ritz refinement when a side is
     short (or the rank is a large part of it), randomized subspace iteration
-    run to convergence otherwise. Exact low-rank blocks are recovered to
-    machine precision.
+    otherwise (see ``tol``). Exact low-rank blocks are recovered to machine
+    precision by both routes.
 
     Parameters
     ----------
@@ -231,8 +322,19 @@ def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None):
     max_iter : int, default=30
         Maximal number of subspace iterations (large blocks only).
     tol : float, default=None
-        Relative change of the captured energy that stops subspace iteration;
-        ``None`` means ``100 * eps`` of the dtype.
+        Subspace iteration stops when one iteration increases the captured
+        energy :math:`\\sum \\|U^H B\\|_F^2` (summed over the stack) by at
+        most ``tol`` times the remaining squared error
+        :math:`\\sum \\|B\\|_F^2 - \\|U^H B\\|_F^2`; the squared error is then
+        within a factor about ``1 + tol`` of the optimum (up to the slowest
+        convergence rate). ``None`` means ``100 * eps`` of the dtype: run to
+        convergence (or ``max_iter``); ``0`` takes the Gram route whatever
+        the size (exact, but ``O(m n min(m, n))`` per block).
+    oversampling : int, default=2
+        Extra columns of the subspace iteration: convergence goes like
+        :math:`(\\sigma_{k+p+1} / \\sigma_k)^2` per iteration with ``p``
+        extra columns, so they pay off on flat spectra; ``0`` with rank one is
+        plain power iteration (cheapest per iteration).
 
     Returns
     -------
@@ -261,9 +363,21 @@ def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None):
         )
     if tol is None:
         tol = 100 * np.finfo(blocks.dtype).eps
-    if min(m, n) <= max(16, 4 * k):
-        return _gram_route(blocks, k)
-    return _subspace_route(blocks, k, max_iter, tol)
+    # Gram matrices square the entries: bring extreme magnitudes near one by
+    # an exact power of two (U is unchanged, R scales back).
+    info = np.finfo(blocks.dtype)
+    peak = max(max(float(P.max()), -float(P.min())) for P in _parts(blocks))
+    shift = 0
+    if peak > info.max**0.25 or 0 < peak < info.tiny**0.25:
+        shift = int(np.frexp(peak)[1])
+        blocks = _scale_pow2(blocks, -shift)
+    if tol == 0 or min(m, n) <= max(16, 4 * k):
+        U, R = _gram_route(blocks, k)
+    else:
+        U, R = _subspace_route(blocks, k, max_iter, tol, oversampling)
+    if shift:
+        R = _scale_pow2(R, shift)
+    return U, R
 
 
 def truncated_svd(blocks, rank, **kwargs):
@@ -317,6 +431,10 @@ def map_chunks(func, arrays, n_jobs=None, *, min_chunk=1):
     per worker. ``func`` returns an array or a tuple of arrays, each with the
     chunk's leading axis.
     """
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral)
+    ):
+        raise TypeError(f"n_jobs must be an integer or None, got {n_jobs!r}.")
     total = arrays[0].shape[0]
     jobs = effective_n_jobs(n_jobs)
     n_chunks = max(1, min(jobs, total // max(1, min_chunk)))

@@ -5,7 +5,6 @@
 
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 import scipy.sparse as sp
@@ -13,16 +12,14 @@ from scipy.sparse.linalg import LinearOperator
 
 from skbutterfly._kernels import fuse_values, ks_apply, ks_indices
 from skbutterfly._patterns import Pattern, check_chain, fuse_patterns
-from skbutterfly._validation import check_matrix, check_permutation
+from skbutterfly._validation import check_matrix, check_permutation, check_shape
 
 FILE_FORMAT = "skbutterfly.ButterflyMatrix"
 FILE_VERSION = 1
 
-# Products with more than this many columns fuse runs of factors into blocks of
-# at most _FUSE_BLOCK_MATRIX entries (fewer passes over memory, batched matrix
-# products); vectors stay with smaller blocks, where the cost is reading the
-# factors' values.
-_MANY_COLUMNS = 8
+# Products with several columns fuse runs of factors into blocks of at most
+# _FUSE_BLOCK_MATRIX entries (fewer passes over memory, batched matrix
+# products); single columns fuse pairs only (their cost is reading the values).
 _FUSE_BLOCK_MATRIX = 256
 _FUSE_BLOCK_VECTOR = 16
 
@@ -41,7 +38,119 @@ def _fused_groups(factors, block_limit):
     return groups
 
 
-class ButterflyMatrix(LinearOperator):
+def _vector_plan(groups):
+    """Steps of a single-column product; ``groups`` in the order they apply.
+
+    ``einsum`` runs fast when its innermost axis, a factor's ``d``, is long.
+    Each run of groups with ``d < a`` is applied to the vector reshaped to
+    ``(P, n / P)`` and transposed, ``P`` the smallest ``a`` of the run (it
+    divides the others), where pattern ``(a, b, c, d)`` reads
+    ``(a / P, b, c, d * P)``; a transpose back follows the run.
+
+    Returns a list whose items are 4-D arrays (one ``einsum`` each) or pairs
+    ``(P, back)`` (a change of layout).
+    """
+    steps = []
+    start = 0
+    while start < len(groups):
+        stop = start
+        while stop < len(groups) and groups[stop].shape[3] < groups[stop].shape[0]:
+            stop += 1
+        if stop == start:
+            steps.append(groups[start])
+            start += 1
+            continue
+        P = min(K.shape[0] for K in groups[start:stop])
+        steps.append((P, False))
+        for K in groups[start:stop]:
+            a, b, c, d = K.shape
+            K = K.reshape(P, a // P, b, c, d).transpose(1, 2, 3, 4, 0)
+            steps.append(np.ascontiguousarray(K).reshape(a // P, b, c, d * P))
+        steps.append((P, True))
+        start = stop
+    return steps
+
+
+def _apply_vector(steps, x):
+    for step in steps:
+        if isinstance(step, tuple):
+            P, back = step
+            x = np.ascontiguousarray(x.reshape(-1, P).T if back else x.reshape(P, -1).T)
+        else:
+            a, _, c, d = step.shape
+            x = np.einsum("abcd,acd->abd", step, x.reshape(a, c, d))
+    return x.reshape(-1, 1)
+
+
+class _CheckedOperator(LinearOperator):
+    """``LinearOperator`` whose products reject bad operands with clear errors.
+
+    SciPy's own checks only say "dimension mismatch"; these name the expected
+    and the given shape, and refuse non-numeric dtypes.
+    """
+
+    def _check_operand(self, X, n_rows, ndims):
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        if X.dtype.kind not in "biufc":
+            raise TypeError(
+                "the operand must hold numbers (floats, complex, integers or "
+                f"booleans), got dtype={X.dtype}."
+            )
+        expected = {1: f"({n_rows},)", 2: f"({n_rows}, n_columns)"}
+        if X.ndim not in ndims or X.shape[0] != n_rows:
+            raise ValueError(
+                "the operand of an operator of shape "
+                f"({self.shape[0]}, {self.shape[1]}) must have shape "
+                f"{' or '.join(expected[k] for k in ndims)}, got shape={X.shape}."
+            )
+        return X
+
+    def matvec(self, x):
+        return super().matvec(self._check_operand(x, self.shape[1], (1, 2)))
+
+    def rmatvec(self, x):
+        return super().rmatvec(self._check_operand(x, self.shape[0], (1, 2)))
+
+    def matmat(self, X):
+        return super().matmat(self._check_operand(X, self.shape[1], (2,)))
+
+    def rmatmat(self, X):
+        return super().rmatmat(self._check_operand(X, self.shape[0], (2,)))
+
+    def _matvec(self, x):
+        return self._matmat(np.reshape(x, (-1, 1)))
+
+    def _rmatvec(self, x):
+        return self._rmatmat(np.reshape(x, (-1, 1)))
+
+
+class _AdjointButterfly(_CheckedOperator):
+    """Adjoint (``conjugate=True``) or transpose of a :class:`ButterflyMatrix`."""
+
+    def __init__(self, B, conjugate):
+        self._B = B
+        self._conjugate = conjugate
+        super().__init__(dtype=B.dtype, shape=B.shape[::-1])
+
+    def _through(self, func, X):
+        if self._conjugate:
+            return func(X)
+        return np.conj(func(np.conj(X)))
+
+    def _matmat(self, X):
+        return self._through(self._B._rmatmat, X)
+
+    def _rmatmat(self, X):
+        return self._through(self._B._matmat, X)
+
+    def _adjoint(self):
+        return self._B if self._conjugate else super()._adjoint()
+
+    def _transpose(self):
+        return super()._transpose() if self._conjugate else self._B
+
+
+class ButterflyMatrix(_CheckedOperator):
     """Product of Kronecker-sparse factors, as a SciPy ``LinearOperator``.
 
     The operator is
@@ -55,8 +164,12 @@ class ButterflyMatrix(LinearOperator):
 
     Each factor is stored compactly as the 4-D array ``K`` of its pattern
     ``(a, b, c, d)`` (see :class:`Pattern`), so a product costs ``O(nnz)`` per
-    column; runs of factors are fused into denser blocks when that makes
-    products with many columns faster.
+    column, with temporaries of the size of the operand only. A single column
+    runs one ``einsum`` per pair of factors (those with a short inner axis
+    ``d`` on a transposed copy of the vector, so that the innermost loop is
+    always long); several columns fuse runs of factors into blocks of at most
+    256 entries, applied as batched matrix products. These plans are built on
+    first use and kept (a few times ``nnz`` values).
 
     Parameters
     ----------
@@ -131,10 +244,7 @@ class ButterflyMatrix(LinearOperator):
         padded = (patterns[0].shape[0], patterns[-1].shape[1])
         if shape is None:
             shape = padded
-        try:
-            m, n = (int(s) for s in shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"shape must be a pair of ints, got {shape!r}.") from None
+        m, n = check_shape(shape)
         if not (1 <= m <= padded[0] and 1 <= n <= padded[1]):
             raise ValueError(
                 f"shape must be at most the factors' product shape {padded}, got "
@@ -180,22 +290,31 @@ class ButterflyMatrix(LinearOperator):
 
     # -- products ----------------------------------------------------------
 
-    def _plan(self, adjoint, many_columns):
-        key = (adjoint, many_columns)
+    def _plan(self, adjoint, vector):
+        key = (adjoint, vector)
         if key not in self._plans:
-            limit = _FUSE_BLOCK_MATRIX if many_columns else _FUSE_BLOCK_VECTOR
-            # Listed in the order they are applied: the last group first, or,
-            # for the adjoint, the conjugate transpose of the first group first.
-            groups = _fused_groups(list(self.factors), limit)[::-1]
+            limit = _FUSE_BLOCK_VECTOR if vector else _FUSE_BLOCK_MATRIX
+            groups = _fused_groups(list(self.factors), limit)
+            # In the order they apply: the last group first, or, for the
+            # adjoint, the conjugate transpose of the first group first.
             if adjoint:
-                groups = [np.conj(K.transpose(0, 2, 1, 3)) for K in groups[::-1]]
-            self._plans[key] = [
-                (K, np.ascontiguousarray(K.transpose(0, 3, 1, 2))) for K in groups
-            ]
+                groups = [np.conj(K.transpose(0, 2, 1, 3)) for K in groups]
+            else:
+                groups = groups[::-1]
+            groups = [np.ascontiguousarray(K) for K in groups]
+            if vector:
+                plan = _vector_plan(groups)
+            else:
+                plan = [
+                    (K, np.ascontiguousarray(K.transpose(0, 3, 1, 2))) for K in groups
+                ]
+            self._plans[key] = plan
         return self._plans[key]
 
-    def _run(self, plan, X):
-        for K, Kt in plan:
+    def _apply(self, adjoint, X):
+        if X.shape[1] == 1:
+            return _apply_vector(self._plan(adjoint, True), X[:, 0])
+        for K, Kt in self._plan(adjoint, False):
             X = ks_apply(K, X, Kt)
         return X
 
@@ -207,8 +326,7 @@ class ButterflyMatrix(LinearOperator):
             X = np.concatenate([X, np.zeros((n_in - n, X.shape[1]), X.dtype)])
         if self.perm is not None:
             X = X[self.perm]
-        plan = self._plan(False, X.shape[1] > _MANY_COLUMNS)
-        return self._run(plan, X)[:m]
+        return self._apply(False, X)[:m]
 
     def _rmatmat(self, Y):
         Y = np.asarray(Y)
@@ -216,18 +334,18 @@ class ButterflyMatrix(LinearOperator):
         m_out = self.padded_shape[0]
         if m < m_out:
             Y = np.concatenate([Y, np.zeros((m_out - m, Y.shape[1]), Y.dtype)])
-        Z = self._run(self._plan(True, Y.shape[1] > _MANY_COLUMNS), Y)
+        Z = self._apply(True, Y)
         if self.perm is not None:
             out = np.empty_like(Z)
             out[self.perm] = Z
             Z = out
         return Z[:n]
 
-    def _matvec(self, x):
-        return self._matmat(np.reshape(x, (-1, 1)))
+    def _adjoint(self):
+        return _AdjointButterfly(self, conjugate=True)
 
-    def _rmatvec(self, x):
-        return self._rmatmat(np.reshape(x, (-1, 1)))
+    def _transpose(self):
+        return _AdjointButterfly(self, conjugate=False)
 
     # -- exports -----------------------------------------------------------
 
@@ -322,6 +440,7 @@ class ButterflyMatrix(LinearOperator):
             "version": np.array(FILE_VERSION),
             "shape": np.array(self.shape, dtype=np.int64),
             "n_factors": np.array(self.n_factors),
+            "has_perm": np.array(self.perm is not None),
         }
         for i, K in enumerate(self.factors):
             arrays[f"factor_{i}"] = K
@@ -337,6 +456,13 @@ class ButterflyMatrix(LinearOperator):
         except BaseException:
             os.unlink(tmp)
             raise
+
+
+def _scalar_int(value):
+    """The integer held by a 0-d integer array, or ValueError."""
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise ValueError(f"expected an integer scalar, got {value!r}")
+    return int(value)
 
 
 def load(path) -> ButterflyMatrix:
@@ -371,15 +497,21 @@ def load(path) -> ButterflyMatrix:
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            contents = {key: data[key] for key in data.files}
+        data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise ValueError(f"cannot load {path!r}: no such file.") from None
-    except AttributeError:
-        raise ValueError(f"cannot load {path!r}: not an .npz archive.") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except Exception as exc:
+        raise ValueError(
+            f"cannot load {path!r}: not a readable .npz file ({exc})."
+        ) from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"cannot load {path!r}: not an .npz archive.")
+    # A damaged archive fails in many ways (zlib, zipfile, numpy header
+    # parsing, object arrays refused without pickle): report all as ValueError.
+    try:
+        with data:
+            contents = {key: data[key] for key in data.files}
+    except Exception as exc:
         raise ValueError(
             f"cannot load {path!r}: not a readable skbutterfly .npz file ({exc})."
         ) from exc
@@ -389,9 +521,29 @@ def load(path) -> ButterflyMatrix:
             "(format field missing or different)."
         )
     try:
-        version = int(contents["version"])
-        n_factors = int(contents["n_factors"])
-        shape = tuple(int(s) for s in contents["shape"])
+        version = _scalar_int(contents["version"])
+        n_factors = _scalar_int(contents["n_factors"])
+        has_perm = contents["has_perm"]
+        if has_perm.shape != () or has_perm.dtype != bool:
+            raise ValueError("has_perm must be a boolean scalar")
+        shape = contents["shape"]
+        if shape.shape != (2,) or shape.dtype.kind not in "iu":
+            raise ValueError(f"shape must hold two integers, got {shape!r}")
+        shape = tuple(int(s) for s in shape)
+        if not 1 <= n_factors <= len(contents):
+            raise ValueError(
+                f"n_factors={n_factors} does not match the file's "
+                f"{len(contents)} members"
+            )
+        expected = {"format", "version", "shape", "n_factors", "has_perm"}
+        expected |= {f"factor_{i}" for i in range(n_factors)}
+        if has_perm:
+            expected.add("perm")
+        if set(contents) != expected:
+            raise ValueError(
+                f"members {sorted(set(contents))} differ from the expected "
+                f"{sorted(expected)}"
+            )
         factors = [contents[f"factor_{i}"] for i in range(n_factors)]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"cannot load {path!r}: incomplete file ({exc}).") from exc

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from skbutterfly._validation import check_positive_int
+from skbutterfly._validation import check_positive_int, check_shape
 
 
 class Pattern(NamedTuple):
@@ -315,14 +315,7 @@ def architecture(
     >>> architecture((6, 5), n_factors=2).padded_shape
     (6, 6)
     """
-    try:
-        m, n = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"shape must be a pair of ints (m, n), got {shape!r}."
-        ) from None
-    if m < 1 or n < 1:
-        raise ValueError(f"shape must be positive, got n_samples={m}, n_features={n}.")
+    m, n = check_shape(shape)
     upper = max_n_factors((m, n))
     if n_factors is None:
         n_factors = default_n_factors((m, n))
@@ -391,18 +384,6 @@ def butterfly_support(n: int, k: int) -> np.ndarray:
     return Pattern(2 ** (k - 1), 2, 2, n // 2**k).support()
 
 
-def _check_shape(shape):
-    try:
-        m, n = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"shape must be a pair of ints (m, n), got {shape!r}."
-        ) from None
-    if m < 1 or n < 1:
-        raise ValueError(f"shape must be positive, got {shape!r}.")
-    return m, n
-
-
 def full_support(shape) -> np.ndarray:
     """All-true support of the given shape.
 
@@ -412,7 +393,7 @@ def full_support(shape) -> np.ndarray:
     >>> full_support((2, 3)).all()
     np.True_
     """
-    return np.ones(_check_shape(shape), dtype=bool)
+    return np.ones(check_shape(shape), dtype=bool)
 
 
 def lower_triangular_support(shape) -> np.ndarray:
@@ -426,7 +407,7 @@ def lower_triangular_support(shape) -> np.ndarray:
            [1, 1, 0],
            [1, 1, 1]])
     """
-    m, n = _check_shape(shape)
+    m, n = check_shape(shape)
     return np.tri(m, n, dtype=bool)
 
 
@@ -440,7 +421,7 @@ def upper_triangular_support(shape) -> np.ndarray:
     array([[1, 1, 1],
            [0, 1, 1]])
     """
-    m, n = _check_shape(shape)
+    m, n = check_shape(shape)
     return ~np.tri(m, n, k=-1, dtype=bool)
 
 
@@ -460,7 +441,7 @@ def block_diagonal_support(shape, n_blocks: int) -> np.ndarray:
            [0, 0, 1, 1],
            [0, 0, 1, 1]])
     """
-    m, n = _check_shape(shape)
+    m, n = check_shape(shape)
     n_blocks = check_positive_int(n_blocks, "n_blocks", maximum=min(m, n))
     row_group = np.arange(m) * n_blocks // m
     col_group = np.arange(n) * n_blocks // n

@@ -86,3 +86,23 @@ def check_permutation(perm, n, *, name="permutation"):
             f"0..{n - 1} must appear exactly once."
         )
     return arr
+
+
+def check_shape(shape, *, name="shape"):
+    """Return ``shape`` as a pair ``(m, n)`` of positive ints, or raise.
+
+    Entries must be integers (Python or NumPy); ``4.5`` or ``"4"`` is refused
+    rather than truncated.
+    """
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        entries = ()
+    if len(entries) != 2 or not all(
+        isinstance(s, Integral) and not isinstance(s, bool) for s in entries
+    ):
+        raise ValueError(f"{name} must be a pair of integers (m, n), got {shape!r}.")
+    m, n = (int(s) for s in entries)
+    if m < 1 or n < 1:
+        raise ValueError(f"{name} must be positive, got n_samples={m}, n_features={n}.")
+    return m, n

@@ -3,15 +3,30 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+from numbers import Real
+
 import numpy as np
 import scipy.linalg
 from sklearn.utils import check_random_state
 
+from skbutterfly._fsmf import _check_support
 from skbutterfly._operator import ButterflyMatrix
-from skbutterfly._patterns import architecture
+from skbutterfly._patterns import (
+    architecture,
+    lower_triangular_support,
+    upper_triangular_support,
+)
 from skbutterfly._validation import check_matrix, check_permutation, check_positive_int
 
-__all__ = ["add_noise", "dft", "hadamard", "random_butterfly"]
+__all__ = [
+    "add_noise",
+    "dft",
+    "hadamard",
+    "lu_supports",
+    "random_butterfly",
+    "rank_one_completion_instance",
+    "spurious_valley_instance",
+]
 
 
 def _power_of_two(n, name="n"):
@@ -35,7 +50,18 @@ def hadamard(n: int, dtype=np.float64) -> np.ndarray:
     array([[ 1.,  1.],
            [ 1., -1.]])
     """
-    return scipy.linalg.hadamard(_power_of_two(n)).astype(dtype)
+    n = _power_of_two(n)
+    # Allocate first: an impossible size fails here with MemoryError at once.
+    out = np.empty((n, n), dtype=dtype)
+    out[0, 0] = 1
+    size = 1
+    while size < n:
+        top = out[:size, :size]
+        out[:size, size : 2 * size] = top
+        out[size : 2 * size, :size] = top
+        out[size : 2 * size, size : 2 * size] = -top
+        size *= 2
+    return out
 
 
 def dft(n: int, norm: str | None = None) -> np.ndarray:
@@ -157,11 +183,133 @@ def add_noise(A, level: float, *, random_state=None) -> np.ndarray:
     0.1
     """
     A = check_matrix(A, name="A")
-    if not np.isfinite(level) or level < 0:
+    if not isinstance(level, Real) or not np.isfinite(level) or level < 0:
         raise ValueError(f"level must be a finite number >= 0, got {level!r}.")
     rng = check_random_state(random_state)
     E = rng.standard_normal(A.shape)
     if A.dtype.kind == "c":
         E = E + 1j * rng.standard_normal(A.shape)
-    scale = level * np.linalg.norm(A) / np.linalg.norm(E)
-    return (A + scale * E).astype(A.dtype)
+    # Norms of huge entries overflow: factor the largest magnitude out first.
+    peak = float(np.abs(A).max())
+    norm_A = peak * np.linalg.norm(A / peak) if peak > 0 else 0.0
+    E *= level * norm_A / np.linalg.norm(E)
+    return (A + E).astype(A.dtype)
+
+
+def rank_one_completion_instance(A, mask):
+    """Fixed-support instance equivalent to rank-one matrix completion.
+
+    Rank-one completion, :math:`\\min_{x, y} \\sum_{(i,j) \\in \\Omega}
+    |A_{ij} - x_i y_j|^2` over the observed set :math:`\\Omega` (``mask``),
+    is NP-hard; it reduces to a fixed-support factorization with
+    ``r = 1 + |unobserved|`` (ALGORITHMS.md §1.5): column 0 of ``W`` and
+    row 0 of ``H`` are full (the rank-one term), and the ``k``-th unobserved
+    entry ``(i_k, j_k)`` (row-major order) gets column ``k`` of ``W``
+    supported on row ``i_k`` and row ``k`` of ``H`` on column ``j_k`` (a
+    1 x 1 complete class that absorbs that entry). Both problems have the same
+    optimal value, whatever the target holds at the unobserved entries.
+
+    Parameters
+    ----------
+    A : array-like of shape (m, n)
+        Matrix (not modified).
+    mask : array-like of shape (m, n)
+        Observed entries (booleans, or numbers equal to 0 or 1).
+
+    Returns
+    -------
+    target : ndarray of shape (m, n)
+        ``A`` with its unobserved entries set to zero.
+    S_W : ndarray of shape (m, r), dtype bool
+    S_H : ndarray of shape (r, n), dtype bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly import analyze_supports
+    >>> from skbutterfly.datasets import rank_one_completion_instance
+    >>> mask = np.array([[1, 1, 0], [1, 0, 1]])
+    >>> target, S_W, S_H = rank_one_completion_instance(np.ones((2, 3)), mask)
+    >>> S_W.astype(int)
+    array([[1, 1, 0],
+           [1, 0, 1]])
+    >>> analyze_supports(S_W, S_H).tractable
+    False
+    """
+    A = check_matrix(A, name="A")
+    mask = _check_support(mask, "mask")
+    if mask.shape != A.shape:
+        raise ValueError(
+            f"mask must have the shape of A, n_samples={A.shape[0]}, "
+            f"n_features={A.shape[1]}, got shape={mask.shape}."
+        )
+    m, n = A.shape
+    holes_i, holes_j = np.nonzero(~mask)
+    k = np.arange(1, holes_i.size + 1)
+    S_W = np.zeros((m, 1 + holes_i.size), dtype=bool)
+    S_H = np.zeros((1 + holes_i.size, n), dtype=bool)
+    S_W[:, 0] = True
+    S_H[0] = True
+    S_W[holes_i, k] = True
+    S_H[k, holes_j] = True
+    return np.where(mask, A, 0).astype(A.dtype), S_W, S_H
+
+
+def lu_supports(n: int):
+    """Supports of the LU factorization ``A = L U`` of an ``n x n`` matrix.
+
+    ``S_W`` is lower and ``S_H`` upper triangular. The set of matrices with
+    an LU factorization is not closed (``[[0, 1], [1, 0]]`` has none, yet is
+    a limit of ``L_ε U_ε``), so the fixed-support problem may have no
+    minimiser (ALGORITHMS.md §1.7).
+
+    Examples
+    --------
+    >>> from skbutterfly.datasets import lu_supports
+    >>> S_W, S_H = lu_supports(2)
+    >>> S_W.astype(int), S_H.astype(int)
+    (array([[1, 0],
+           [1, 1]]), array([[1, 1],
+           [0, 1]]))
+    """
+    n = check_positive_int(n, "n")
+    return lower_triangular_support((n, n)), upper_triangular_support((n, n))
+
+
+def spurious_valley_instance(n: int = 2):
+    """LU instance with a spurious valley (ALGORITHMS.md §1.8).
+
+    The target is :math:`A = [[1, 1], [1, 0]]` padded with zeros to
+    ``n x n``, with LU supports (:func:`lu_supports`). The global minimum is
+    0, but :math:`L = \\|A - W H\\|_F^2 \\ge 2` wherever
+    :math:`W_{00} H_{00} = 0` and :math:`L > 1` wherever
+    :math:`W_{00} H_{00} < 0`: the part of :math:`\\{L < 2\\}` with
+    :math:`W_{00} H_{00} < 0` is a valley with no minimiser, from which
+    descent methods never reach :math:`L < 1`.
+
+    Parameters
+    ----------
+    n : int, default=2
+        Size, at least 2.
+
+    Returns
+    -------
+    A : ndarray of shape (n, n)
+    S_W : ndarray of shape (n, n), dtype bool
+        Lower triangular.
+    S_H : ndarray of shape (n, n), dtype bool
+        Upper triangular.
+
+    Examples
+    --------
+    >>> from skbutterfly.datasets import spurious_valley_instance
+    >>> A, S_W, S_H = spurious_valley_instance(3)
+    >>> A
+    array([[1., 1., 0.],
+           [1., 0., 0.],
+           [0., 0., 0.]])
+    """
+    n = check_positive_int(n, "n", minimum=2)
+    A = np.zeros((n, n))
+    A[:2, :2] = [[1.0, 1.0], [1.0, 0.0]]
+    return (A, *lu_supports(n))

@@ -1,0 +1,270 @@
+"""The ``ButterflyFactorizer`` estimator, a thin wrapper of ``butterfly_factorize``."""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skbutterfly._hierarchical import TREES, _frobenius_error, butterfly_factorize
+from skbutterfly._validation import check_matrix
+
+
+def _is_complex(X):
+    dtype = getattr(X, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind == "c"
+
+
+class ButterflyFactorizer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    """Approximate a matrix by a fast butterfly operator.
+
+    ``fit(X)`` finds sparse factors and a column permutation with
+    :math:`X \\approx \\hat X = F_1 F_2 \\cdots F_J P` by the hierarchical
+    algorithm (see :func:`butterfly_factorize`). The rows of ``X`` are the
+    operator's outputs, its columns its inputs: ``transform`` applies the
+    fitted operator to each sample (``Z @ X_hat.T``, correlations with the
+    rows of ``X``) and ``inverse_transform`` synthesises (``C @ X_hat``), as
+    ``NMF`` and ``DictionaryLearning`` do. Any shape is accepted (padded
+    with zeros unless ``padding="raise"``), and complex matrices such as the
+    DFT are supported.
+
+    Parameters
+    ----------
+    n_factors : int, default=None
+        Number of factors ``J`` (the depth), between 1 and
+        ``ceil(log2(max(m, n)))``; ``None`` means ``ceil(log2(min(m, n)))``.
+    rank : int, default=1
+        Block rank between consecutive factors.
+    tree : {"balanced", "left", "right"}, sequence of int or nested tuple, \
+default="balanced"
+        Order of the splits, see :func:`butterfly_factorize`.
+    permutation : None, str, array-like of int or list, default=None
+        Column permutation or candidates, see :func:`butterfly_factorize`.
+    orthonormalize : bool, default=True
+        Orthonormalise before each split (error guarantee).
+    padding : {"zeros", "raise"}, default="zeros"
+        Zero-pad a shape that the architecture cannot split, or raise.
+    n_jobs : int, default=None
+        Number of joblib jobs for the large batched SVDs.
+    verbose : int, default=0
+        Print the fitted error when positive.
+
+    Attributes
+    ----------
+    butterfly_ : ButterflyMatrix of shape (n_samples, n_features)
+        The fitted operator :math:`\\hat X`.
+    n_factors_ : int
+        Number of factors used.
+    reconstruction_err_ : float
+        :math:`\\|X - \\hat X\\|_F`.
+    relative_error_ : float
+        :math:`\\|X - \\hat X\\|_F / \\|X\\|_F` (0 for a zero ``X``).
+    n_features_in_ : int
+        Number of columns of ``X``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the columns of ``X``, when it has string column names.
+
+    See Also
+    --------
+    butterfly_factorize : The functional API.
+    FixedSupportFactorizer : Two factors with arbitrary fixed supports.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly import ButterflyFactorizer
+    >>> from skbutterfly.datasets import hadamard
+    >>> est = ButterflyFactorizer().fit(hadamard(8))
+    >>> est.n_factors_, est.butterfly_.nnz
+    (3, 48)
+    >>> est.relative_error_ < 1e-12
+    True
+    >>> est.transform(np.eye(8)).shape
+    (8, 8)
+    """
+
+    _parameter_constraints: dict = {
+        "n_factors": [Interval(Integral, 1, None, closed="left"), None],
+        "rank": [Interval(Integral, 1, None, closed="left")],
+        "tree": [StrOptions(set(TREES)), tuple, list, np.ndarray],
+        "permutation": [None, str, list, tuple, np.ndarray],
+        "orthonormalize": ["boolean"],
+        "padding": [StrOptions({"zeros", "raise"})],
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_factors=None,
+        rank=1,
+        tree="balanced",
+        permutation=None,
+        orthonormalize=True,
+        padding="zeros",
+        n_jobs=None,
+        verbose=0,
+    ):
+        self.n_factors = n_factors
+        self.rank = rank
+        self.tree = tree
+        self.permutation = permutation
+        self.orthonormalize = orthonormalize
+        self.padding = padding
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _validate_matrix(self, X, reset):
+        """Validate ``X``; complex input goes around ``check_array``."""
+        if _is_complex(X):
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            X = check_matrix(X, name="X")
+            if reset:
+                self.n_features_in_ = X.shape[1]
+            elif X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                    f"expecting {self.n_features_in_} features as input."
+                )
+            return X
+        return validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            reset=reset,
+            ensure_min_samples=1,
+        )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the butterfly operator to the matrix ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Matrix to approximate (real or complex).
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = self._validate_matrix(X, reset=True)
+        self.butterfly_ = butterfly_factorize(
+            X,
+            n_factors=self.n_factors,
+            rank=self.rank,
+            tree=self.tree,
+            permutation=self.permutation,
+            orthonormalize=self.orthonormalize,
+            padding=self.padding,
+            n_jobs=self.n_jobs,
+        )
+        self.n_factors_ = self.butterfly_.n_factors
+        self.reconstruction_err_ = _frobenius_error(X, self.butterfly_)
+        norm = float(np.linalg.norm(X))
+        self.relative_error_ = self.reconstruction_err_ / norm if norm > 0 else 0.0
+        if self.verbose:
+            print(
+                f"[ButterflyFactorizer] {self.n_factors_} factors, nnz="
+                f"{self.butterfly_.nnz}, relative error {self.relative_error_:.3e}"
+            )
+        return self
+
+    def transform(self, X):
+        """Apply the fitted operator to each sample: ``X @ X_hat.T``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_new, n_features)
+            Samples (rows).
+
+        Returns
+        -------
+        ndarray of shape (n_samples_new, n_samples)
+            ``X_hat @ x`` for every row ``x`` of ``X``, in ``O(nnz)`` each.
+        """
+        check_is_fitted(self)
+        X = self._validate_matrix(X, reset=False)
+        dtype = np.result_type(X.dtype, self.butterfly_.dtype)
+        return np.asarray(self.butterfly_.matmat(X.T.astype(dtype))).T
+
+    def inverse_transform(self, X):
+        """Synthesise from coefficients: ``X @ X_hat``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_new, n_samples)
+            Coefficients, one row per sample (columns index the rows of the
+            fitted matrix).
+
+        Returns
+        -------
+        ndarray of shape (n_samples_new, n_features)
+            ``X @ X_hat``, computed with the adjoint operator.
+        """
+        check_is_fitted(self)
+        m = self.butterfly_.shape[0]
+        X = check_matrix(X, name="X")
+        if X.shape[1] != m:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but inverse_transform expects {m} "
+                "(the number of rows of the fitted matrix)."
+            )
+        dtype = np.result_type(X.dtype, self.butterfly_.dtype)
+        # X @ B = (B^T X^T)^T = conj(B^H conj(X)^T)^T.
+        B_H = self.butterfly_.H
+        return np.conj(np.asarray(B_H.matmat(np.conj(X.T).astype(dtype)))).T
+
+    def score(self, X, y=None):
+        """Minus the relative error of the fitted operator on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Matrix of the shape seen in ``fit``.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        float
+            :math:`-\\|X - \\hat X\\|_F / \\|X\\|_F` (higher is better; 0 for a
+            zero ``X`` exactly reproduced).
+        """
+        check_is_fitted(self)
+        X = self._validate_matrix(X, reset=False)
+        if X.shape[0] != self.butterfly_.shape[0]:
+            raise ValueError(
+                f"X must have the fitted shape, got n_samples={X.shape[0]}, "
+                f"n_features={X.shape[1]}; expected n_samples="
+                f"{self.butterfly_.shape[0]}."
+            )
+        error = _frobenius_error(X, self.butterfly_)
+        norm = float(np.linalg.norm(X))
+        if norm == 0:
+            return 0.0 if error == 0 else -np.inf
+        return -error / norm
+
+    @property
+    def _n_features_out(self):
+        return self.butterfly_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = False
+        return tags

@@ -1,0 +1,393 @@
+"""The :class:`FixedSupportFactorizer` estimator (a thin layer over ``_fsmf``)."""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skbutterfly._fsmf import _check_support, fixed_support_factorize
+from skbutterfly._patterns import (
+    architecture,
+    block_diagonal_support,
+    full_support,
+    fuse_patterns,
+    lower_triangular_support,
+    upper_triangular_support,
+)
+from skbutterfly._validation import check_matrix, check_positive_int
+
+_SUPPORT_NAMES = {"full", "lower", "upper", "butterfly", "block_diagonal"}
+
+_NAMED_SUPPORTS = {
+    "full": full_support,
+    "lower": lower_triangular_support,
+    "upper": upper_triangular_support,
+    "block_diagonal": lambda shape: block_diagonal_support(
+        shape, max(1, math.isqrt(min(shape)))
+    ),
+}
+
+
+def _butterfly_split(shape):
+    """Supports of the two-factor split of the classic butterfly of ``shape``.
+
+    The left support is the first factor's pattern, the right one the product
+    of the other factors' patterns (the identity for a single factor); rows
+    of the left and columns of the right support are cropped to ``shape``
+    when the architecture pads.
+    """
+    patterns = architecture(shape).patterns
+    left = patterns[0].support()
+    if len(patterns) == 1:
+        right = np.eye(left.shape[1], dtype=bool)
+    else:
+        fused = patterns[1]
+        for p in patterns[2:]:
+            fused = fuse_patterns(fused, p)
+        right = fused.support()
+    return left[: shape[0]], right[:, : shape[1]]
+
+
+def _resolve_supports(support_W, support_H, n_components, shape):
+    """Build the two masks for a matrix of ``shape`` (see the class docstring)."""
+    m, n = shape
+    specs = {"support_W": support_W, "support_H": support_H}
+    given = {}
+    for name, spec in specs.items():
+        if isinstance(spec, str) and spec == "butterfly":
+            given[name] = _butterfly_split(shape)[name == "support_H"]
+        elif spec is not None and not isinstance(spec, str) and not callable(spec):
+            given[name] = _check_support(spec, name)
+    widths = {}
+    if "support_W" in given:
+        widths["support_W"] = given["support_W"].shape[1]
+    if "support_H" in given:
+        widths["support_H"] = given["support_H"].shape[0]
+    if n_components is not None:
+        # More rank-one terms than entries of X can never help; refusing them
+        # also keeps a mistyped huge value from allocating the masks.
+        check_positive_int(n_components, "n_components", maximum=m * n + 1)
+        widths["n_components"] = n_components
+    if len(set(widths.values())) > 1:
+        raise ValueError(
+            "the number of components is inconsistent: "
+            + ", ".join(f"{k} gives r={v}" for k, v in widths.items())
+            + "."
+        )
+    r = next(iter(widths.values())) if widths else min(m, n)
+    masks = []
+    for name, factor_shape in (("support_W", (m, r)), ("support_H", (r, n))):
+        spec = specs[name]
+        if name in given:
+            mask = given[name]
+        elif callable(spec):
+            mask = _check_support(spec(factor_shape), name)
+        else:
+            mask = _NAMED_SUPPORTS["full" if spec is None else spec](factor_shape)
+        if mask.shape != factor_shape:
+            raise ValueError(
+                f"{name} must have shape {factor_shape} for X with n_samples={m}, "
+                f"n_features={n} and r={r} components, got shape={mask.shape}."
+            )
+        masks.append(mask)
+    return tuple(masks)
+
+
+class FixedSupportFactorizer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    """Factorize a matrix as ``X ≈ W @ H`` with fixed sparsity supports.
+
+    NMF-like: ``fit_transform(X)`` returns ``W`` (of shape
+    ``(n_samples, r)``) and ``components_`` is ``H`` (of shape
+    ``(r, n_features)``), with ``W`` zero outside ``support_W`` and ``H``
+    zero outside ``support_H``:
+
+    .. math:: \\min_{W, H} \\|X - W H\\|_F \\quad \\text{s.t.}\\quad
+              \\operatorname{supp}(W) \\subseteq S_W,\\;
+              \\operatorname{supp}(H) \\subseteq S_H.
+
+    Tractable supports (see :func:`~skbutterfly.analyze_supports`) are solved
+    exactly and the result is certified optimal; the others by alternating
+    least squares from several starts (see
+    :func:`~skbutterfly.fixed_support_factorize`).
+
+    Parameters
+    ----------
+    support_W : array-like, sparse matrix, str, callable or None, default=None
+        Support of ``W``: a boolean mask of shape ``(n_samples, r)``; a name
+        among ``"full"``, ``"lower"``, ``"upper"`` (triangular),
+        ``"block_diagonal"`` (``isqrt(min(shape))`` diagonal blocks, as in
+        Monarch) and ``"butterfly"`` (the first factor of the classic
+        butterfly of ``X``'s shape, which fixes ``r``); or a callable
+        mapping the factor's shape ``(n_samples, r)`` to a mask. ``None``
+        means ``"full"``.
+    support_H : array-like, sparse matrix, str, callable or None, default=None
+        Support of ``H``, as ``support_W`` (``"butterfly"`` is then the
+        product of the other butterfly factors' supports).
+    n_components : int, default=None
+        Number of rank-one terms ``r``. ``None``: taken from mask arrays or
+        ``"butterfly"`` supports, else ``min(n_samples, n_features)``.
+    method : {"auto", "exact", "als"}, default="auto"
+        ``"auto"``: exact when tractable, ALS otherwise; ``"exact"`` raises
+        on intractable supports; ``"als"`` always runs ALS.
+    max_iter : int, default=200
+        Maximal ALS iterations per start.
+    tol : float, default=1e-10
+        Relative decrease of the squared error that stops ALS.
+    n_restarts : int, default=5
+        Number of ALS starts (the first from a tractable relaxation).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random ALS starts.
+    n_jobs : int, default=None
+        Jobs for the batched SVDs and the ALS starts (joblib).
+
+    Attributes
+    ----------
+    W_ : ndarray of shape (n_samples, r)
+        The fitted left factor (what ``fit_transform`` returns).
+    components_ : ndarray of shape (r, n_features)
+        The fitted right factor ``H``.
+    supports_ : tuple of ndarray
+        The masks ``(S_W, S_H)`` used.
+    analysis_ : SupportAnalysis
+        The support analysis.
+    method_ : str
+        The algorithm that ran, ``"exact"`` or ``"als"``.
+    certified_optimal_ : bool
+        Whether the factors are a certified global minimiser.
+    reconstruction_err_ : float
+        :math:`\\|X - W H\\|_F`.
+    relative_error_ : float
+        ``reconstruction_err_`` divided by :math:`\\|X\\|_F`.
+    n_iter_ : int
+        ALS iterations of the retained start (1 for the exact algorithm).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit (string column names only).
+
+    See Also
+    --------
+    fixed_support_factorize : The functional form.
+    analyze_supports : Tractability of a pair of supports.
+
+    Notes
+    -----
+    :meth:`transform` returns the least-squares codes of new rows for the
+    fixed ``H``, **unconstrained** (not restricted to ``support_W``, whose
+    rows refer to the training samples): ``transform(X) = argmin_C
+    ||X - C H||_F`` (minimum-norm solution). Complex matrices are accepted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly import FixedSupportFactorizer
+    >>> from skbutterfly.datasets import hadamard
+    >>> est = FixedSupportFactorizer("butterfly", "butterfly")
+    >>> W = est.fit_transform(hadamard(16))
+    >>> est.certified_optimal_, est.reconstruction_err_ < 1e-12
+    (True, True)
+    >>> est.analysis_.condition
+    'disjoint'
+    """
+
+    _parameter_constraints: dict = {
+        "support_W": [
+            "array-like",
+            "sparse matrix",
+            StrOptions(_SUPPORT_NAMES),
+            callable,
+            None,
+        ],
+        "support_H": [
+            "array-like",
+            "sparse matrix",
+            StrOptions(_SUPPORT_NAMES),
+            callable,
+            None,
+        ],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "method": [StrOptions({"auto", "exact", "als"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_restarts": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        support_W=None,
+        support_H=None,
+        n_components=None,
+        method="auto",
+        *,
+        max_iter=200,
+        tol=1e-10,
+        n_restarts=5,
+        random_state=None,
+        n_jobs=None,
+    ):
+        self.support_W = support_W
+        self.support_H = support_H
+        self.n_components = n_components
+        self.method = method
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_restarts = n_restarts
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _validate_X(self, X, reset):
+        dtype = getattr(X, "dtype", None)
+        if dtype is not None and np.dtype(dtype).kind == "c":
+            # check_array rejects complex data; DFT matrices need it.
+            X = validate_data(self, X, skip_check_array=True, reset=reset)
+            return check_matrix(X, name="X")
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the factors to ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Matrix to factorize (real or complex).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : FixedSupportFactorizer
+            The fitted estimator.
+        """
+        self.fit_transform(X)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """Fit the factors to ``X`` and return ``W``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Matrix to factorize (real or complex).
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        W : ndarray of shape (n_samples, r)
+            The left factor, zero outside its support.
+        """
+        X = self._validate_X(X, reset=True)
+        S_W, S_H = _resolve_supports(
+            self.support_W, self.support_H, self.n_components, X.shape
+        )
+        W, H, info = fixed_support_factorize(
+            X,
+            S_W,
+            S_H,
+            method=self.method,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_restarts=self.n_restarts,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        )
+        self.W_ = W
+        self.components_ = H
+        self.supports_ = (S_W, S_H)
+        self.analysis_ = info.analysis
+        self.method_ = info.method
+        self.certified_optimal_ = info.certified_optimal
+        self.reconstruction_err_ = info.error
+        self.relative_error_ = info.relative_error
+        self.n_iter_ = info.n_iter
+        return W
+
+    def transform(self, X):
+        """Least-squares codes of ``X`` for the fitted ``H`` (unconstrained).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New rows.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, r)
+            Minimum-norm minimiser of :math:`\\|X - C H\\|_F`.
+        """
+        check_is_fitted(self)
+        return self._codes(self._validate_X(X, reset=False))
+
+    def _codes(self, X):
+        # X ≈ C H  <=>  H^T C^T ≈ X^T (plain transposes, also for complex).
+        return np.linalg.lstsq(self.components_.T, X.T, rcond=None)[0].T
+
+    def inverse_transform(self, X):
+        """Map codes back to the data space: ``X @ H``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, r)
+            Codes (for instance ``W_``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        X = check_matrix(X, name="X")
+        r = self.components_.shape[0]
+        if X.shape[1] != r:
+            raise ValueError(
+                f"X must have r={r} columns (one per component), got "
+                f"n_samples={X.shape[0]}, n_features={X.shape[1]}."
+            )
+        return X @ self.components_
+
+    def score(self, X, y=None):
+        """Negative relative error of the reconstruction of ``X`` (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to reconstruct through :meth:`transform`.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            :math:`-\\|X - \\mathrm{transform}(X) H\\|_F / \\|X\\|_F`.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        codes = self._codes(X)
+        error = float(np.linalg.norm(X - codes @ self.components_))
+        norm = float(np.linalg.norm(X))
+        return -(error / norm if norm > 0 else error)
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,475 @@
+"""Hierarchical butterfly factorization: trees, two-factor steps, orthonormalisation.
+
+The whole hierarchy works on the 4-D values of Kronecker-sparse patterns. A
+node of the tree holds a contiguous range ``start..stop`` of factors and, as
+its target, the values of their fused pattern (the root: the permuted, padded
+matrix as pattern ``(1, M, N, 1)``). Splitting a node after factor ``i`` is the
+two-factor problem of ALGORITHMS.md §2.5: one batched rank-``r`` approximation
+of all its ``b1 x c2`` blocks (:func:`~skbutterfly._kernels.split_blocks`),
+whose two factors become the targets of the children
+(:func:`~skbutterfly._kernels.merge_blocks`).
+"""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import functools
+from dataclasses import dataclass
+from functools import partial
+from numbers import Integral, Real
+
+import numpy as np
+
+from skbutterfly._kernels import (
+    _pair_dims,
+    low_rank_blocks,
+    map_chunks,
+    merge_blocks,
+    split_blocks,
+)
+from skbutterfly._operator import ButterflyMatrix
+from skbutterfly._patterns import architecture, fuse_patterns
+from skbutterfly._permutations import permutation_candidates
+from skbutterfly._validation import check_matrix
+
+TREES = ("balanced", "left", "right")
+
+# Below this many blocks a split runs as one call (joblib would cost more).
+_MIN_CHUNK = 256
+
+# Columns of the operator evaluated at once when measuring an error.
+_ERROR_CHUNK = 256
+
+
+# ----------------------------------------------------------------------------
+# Trees: the order in which the chain of factors is split
+# ----------------------------------------------------------------------------
+
+
+def _balanced_order(start, stop):
+    """Preorder splits of ``start..stop``, each node cut after its first half."""
+    if start == stop:
+        return []
+    split = start + (stop - start + 1) // 2 - 1
+    return [split, *_balanced_order(start, split), *_balanced_order(split + 1, stop)]
+
+
+def _nested_order(tree, n_factors):
+    """Split order of a nested tuple of factor indices, in preorder."""
+    leaves = []
+
+    def walk(node):
+        if isinstance(node, Integral) and not isinstance(node, bool):
+            leaves.append(int(node))
+            return []
+        if not isinstance(node, tuple) or len(node) != 2:
+            raise ValueError(
+                "tree must be 'balanced', 'left', 'right', a sequence of split "
+                "indices or a nested pair of factor indices such as "
+                f"((0, 1), (2, 3)); got the node {node!r}."
+            )
+        left = walk(node[0])
+        split = leaves[-1]
+        return [split, *left, *walk(node[1])]
+
+    order = walk(tree)
+    if leaves != list(range(n_factors)):
+        raise ValueError(
+            f"tree must have the factor indices 0..{n_factors - 1} as leaves, in "
+            f"order, got leaves {leaves}."
+        )
+    return order
+
+
+def split_order(tree, n_factors: int) -> list:
+    """Order in which a chain of ``n_factors`` factors is split.
+
+    Split ``i`` cuts the node holding factors ``i`` and ``i + 1`` between
+    them (0-based, ``0 <= i < n_factors - 1``).
+
+    Parameters
+    ----------
+    tree : {"balanced", "left", "right"}, sequence of int or nested tuple
+        ``"left"`` peels the first factor off first (splits
+        ``0, 1, ..., J-2``, left-to-right); ``"right"`` peels the last one
+        first (``J-2, ..., 0``); ``"balanced"`` splits every node in the
+        middle (its first ``floor(size/2)`` factors on the left), in
+        preorder, as pyfaust's ``bbtree``. A sequence of ints is an explicit
+        order, a permutation of ``range(J - 1)``. A nested tuple of pairs
+        with the factor indices as leaves, e.g. ``((0, 1), (2, 3))`` for
+        ``J = 4``, describes the tree itself.
+    n_factors : int
+        Number of factors ``J``.
+
+    Returns
+    -------
+    list of int
+        The split indices, in order.
+
+    Examples
+    --------
+    >>> from skbutterfly._hierarchical import split_order
+    >>> split_order("balanced", 8)
+    [3, 1, 0, 2, 5, 4, 6]
+    >>> split_order("right", 4)
+    [2, 1, 0]
+    >>> split_order(((0, (1, 2)), 3), 4)
+    [2, 0, 1]
+    """
+    if isinstance(tree, str):
+        if tree == "balanced":
+            return _balanced_order(0, n_factors - 1)
+        if tree == "left":
+            return list(range(n_factors - 1))
+        if tree == "right":
+            return list(range(n_factors - 2, -1, -1))
+        raise ValueError(
+            f"tree must be one of {TREES}, a sequence of split indices or a "
+            f"nested tuple of factor indices, got {tree!r}."
+        )
+    # A pair is a tree when it nests pairs (or is the only tree, (0, 1), of
+    # two factors); otherwise a sequence is an explicit order.
+    if isinstance(tree, tuple) and (
+        any(isinstance(node, tuple) for node in tree)
+        or (n_factors == 2 and len(tree) == 2)
+    ):
+        return _nested_order(tree, n_factors)
+    try:
+        order = np.asarray(tree)
+    except ValueError:
+        order = np.zeros((0, 0))
+    if order.size == 0:
+        order = order.astype(np.int64)
+    if (
+        order.ndim != 1
+        or order.dtype.kind not in "iu"
+        or sorted(order.tolist()) != list(range(n_factors - 1))
+    ):
+        raise ValueError(
+            "tree given as a split order must be a permutation of "
+            f"range({n_factors - 1}) (n_factors={n_factors}), got {tree!r}."
+        )
+    return order.tolist()
+
+
+# ----------------------------------------------------------------------------
+# Two-factor step and orthonormalisation on 4-D values
+# ----------------------------------------------------------------------------
+
+
+def _herm(X):
+    return np.conj(np.swapaxes(X, -1, -2))
+
+
+def _class_views(K1, K2):
+    """Views of a pair's values as class blocks (the inverse of merge_blocks).
+
+    Returns ``U`` of shape ``(a1, delta, alpha, d2, b1, r)`` (the left
+    factor's columns of each class) and ``V`` of shape
+    ``(a1, delta, alpha, d2, r, c2)`` (the right factor's rows).
+    """
+    a1, b1, alpha, r, delta, c2, d2 = _pair_dims(K1.shape, K2.shape)
+    U = K1.reshape(a1, b1, alpha, r, delta, d2).transpose(0, 4, 2, 5, 1, 3)
+    V = K2.reshape(a1, alpha, r, delta, c2, d2).transpose(0, 3, 1, 5, 2, 4)
+    return U, V
+
+
+def _thin_qr(M):
+    """``M = Q T`` for a stack of ``(m, r)`` blocks, ``Q`` of ``M``'s shape.
+
+    With ``m < r`` the last ``r - m`` columns of ``Q`` (rows of ``T``) are
+    zero. Rank one is a normalisation (zero columns stay zero).
+    """
+    m, r = M.shape[-2:]
+    if r == 1:
+        norm = np.linalg.norm(M, axis=-2, keepdims=True)
+        return M / np.where(norm > 0, norm, 1), norm.astype(M.dtype)
+    Q, T = np.linalg.qr(M)
+    if m < r:
+        Q = np.concatenate([Q, np.zeros((*Q.shape[:-1], r - m), Q.dtype)], axis=-1)
+        T = np.concatenate([T, np.zeros((*T.shape[:-2], r - m, r), T.dtype)], -2)
+    return Q, T
+
+
+def _left_normalize(K1, K2):
+    """Orthonormalise the class blocks of ``K1``, pushing ``T`` into ``K2``."""
+    U, V = _class_views(K1, K2)
+    Q, T = _thin_qr(U)
+    return merge_blocks(Q, T @ V, K1.shape, K2.shape)
+
+
+def _right_normalize(K1, K2):
+    """Orthonormalise the class blocks of ``K2`` (rows), pushing into ``K1``."""
+    U, V = _class_views(K1, K2)
+    Q, T = _thin_qr(_herm(V))
+    return merge_blocks(U @ _herm(T), _herm(Q), K1.shape, K2.shape)
+
+
+def _split(blocks, left, right, orthonormalize, svd_tol, n_jobs):
+    """Two-factor step (ALGORITHMS.md §2.5) on the stacked blocks of a node.
+
+    ``blocks`` has shape ``(n_classes, b1, c2)`` in the order of
+    :func:`split_blocks`. Returns the values of the left and the right
+    factor: ``U`` and ``U^H B`` (the left one orthonormal per class) with
+    orthonormalisation, ``U sqrt(S)`` and ``sqrt(S) V^H`` without.
+    """
+    a1, b1, alpha, r, delta, c2, d2 = _pair_dims(left, right)
+    # Plain power steps: the stopping rule bounds the error whatever the
+    # convergence rate, and exact blocks converge at the first step.
+    solve = partial(low_rank_blocks, rank=r, tol=svd_tol, oversampling=0)
+    U, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=_MIN_CHUNK)
+    if not orthonormalize:
+        root = np.sqrt(np.linalg.norm(R, axis=-1))
+        U = U * root[..., None, :].astype(U.dtype)
+        R = R / np.where(root > 0, root, 1)[..., None].astype(R.dtype)
+    k = U.shape[-1]
+    if k < r:
+        U = np.concatenate([U, np.zeros((*U.shape[:-1], r - k), U.dtype)], axis=-1)
+        R = np.concatenate([R, np.zeros((R.shape[0], r - k, c2), R.dtype)], axis=-2)
+    U = U.reshape(a1, delta, alpha, d2, b1, r)
+    R = R.reshape(a1, delta, alpha, d2, r, c2)
+    return merge_blocks(U, R, left, right)
+
+
+def _root_blocks(A, perm, left, right):
+    """Blocks of the root split, gathered from ``A`` in one pass.
+
+    The root target is ``A_padded[:, perm]`` (pattern ``(1, M, N, 1)``); this
+    builds its stacked blocks (as ``split_blocks(...).reshape(-1, b1, c2)``
+    would) without forming the padded or the permuted matrix. Rows and
+    columns past ``A``'s shape are zeros.
+    """
+    _, b1, alpha, _, delta, c2, _ = _pair_dims(left, right)
+    m, n = A.shape
+    rows = np.arange(b1)[None, :] * delta + np.arange(delta)[:, None]
+    cols = (np.arange(alpha * c2) if perm is None else perm).reshape(alpha, c2)
+    rows_ok, cols_ok = rows < m, cols < n
+    blocks = A[
+        np.minimum(rows, m - 1)[:, None, :, None],
+        np.minimum(cols, n - 1)[None, :, None, :],
+    ]
+    if not (rows_ok.all() and cols_ok.all()):
+        blocks *= rows_ok[:, None, :, None] & cols_ok[None, :, None, :]
+    return blocks.reshape(delta * alpha, b1, c2)
+
+
+@dataclass
+class _Node:
+    """A node of the tree: factors ``start..stop`` and their fused values.
+
+    ``normal`` is ``"left"`` when the node's class blocks are orthonormal
+    against its right neighbour, ``"right"`` against its left neighbour. The
+    classes depend on the neighbour only through its outer dimension (``a`` on
+    the right, ``d`` on the left), which its own splits do not change, so the
+    state stays valid until the node's values change.
+    """
+
+    start: int
+    stop: int
+    values: np.ndarray | None
+    normal: str | None = None
+
+
+def _fused(patterns, start, stop):
+    return functools.reduce(fuse_patterns, patterns[start : stop + 1])
+
+
+def _move_centre(nodes, centre):
+    """Orthonormalise every node left and right of ``nodes[centre]`` (§2.7)."""
+    for j in range(centre):
+        if nodes[j].normal != "left":
+            nodes[j].values, nodes[j + 1].values = _left_normalize(
+                nodes[j].values, nodes[j + 1].values
+            )
+            nodes[j].normal, nodes[j + 1].normal = "left", None
+    for j in range(len(nodes) - 1, centre, -1):
+        if nodes[j].normal != "right":
+            nodes[j - 1].values, nodes[j].values = _right_normalize(
+                nodes[j - 1].values, nodes[j].values
+            )
+            nodes[j].normal, nodes[j - 1].normal = "right", None
+
+
+def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
+    """Factors (4-D values, left to right) of ``A_padded[:, perm]``."""
+    n_factors = len(patterns)
+    if n_factors == 1:
+        (pattern,) = patterns
+        return [_root_blocks(A, perm, pattern, pattern).reshape(pattern)]
+    nodes = [_Node(0, n_factors - 1, None)]
+    for i in order:
+        k = next(j for j, node in enumerate(nodes) if node.start <= i < node.stop)
+        if orthonormalize:
+            _move_centre(nodes, k)
+        node = nodes[k]
+        left = _fused(patterns, node.start, i)
+        right = _fused(patterns, i + 1, node.stop)
+        if node.values is None:
+            blocks = _root_blocks(A, perm, left, right)
+        else:
+            b1, c2 = left.b, right.c
+            blocks = split_blocks(node.values, left, right).reshape(-1, b1, c2)
+        # Free the node's target before its children are built.
+        node.values = None
+        K1, K2 = _split(blocks, left, right, orthonormalize, svd_tol, n_jobs)
+        del blocks
+        nodes[k : k + 1] = [
+            _Node(node.start, i, K1, "left" if orthonormalize else None),
+            _Node(i + 1, node.stop, K2),
+        ]
+    return [node.values for node in nodes]
+
+
+def _frobenius_error(A, B):
+    """``||A - B||_F`` for a dense ``A`` and an operator, by column chunks."""
+    m, n = A.shape
+    total = 0.0
+    for lo in range(0, n, _ERROR_CHUNK):
+        hi = min(n, lo + _ERROR_CHUNK)
+        eye = np.zeros((n, hi - lo), dtype=B.dtype)
+        eye[np.arange(lo, hi), np.arange(hi - lo)] = 1
+        total += float(np.linalg.norm(A[:, lo:hi] - B @ eye) ** 2)
+    return float(np.sqrt(total))
+
+
+def butterfly_factorize(
+    A,
+    n_factors: int | None = None,
+    rank: int = 1,
+    tree="balanced",
+    permutation=None,
+    orthonormalize: bool = True,
+    padding: str = "zeros",
+    n_jobs: int | None = None,
+    *,
+    svd_tol: float = 1e-3,
+) -> ButterflyMatrix:
+    """Approximate a matrix by a butterfly product (hierarchical algorithm).
+
+    Finds factors :math:`F_1, \\dots, F_J` with the supports of
+    :func:`~skbutterfly.architecture` and a column permutation :math:`P` such
+    that
+
+    .. math:: A \\approx F_1 F_2 \\cdots F_J P,
+
+    by splitting the chain of factors in two recursively, each split being a
+    two-factor fixed-support problem solved exactly by one batched truncated
+    SVD of all its blocks (ALGORITHMS.md §2.5-§2.6). An exact butterfly is
+    recovered to rounding (its factors are essentially unique: up to diagonal
+    rescalings between neighbours). With ``orthonormalize=True`` the factors
+    left and right of each split are first made orthonormal per class
+    (ALGORITHMS.md §2.7), which makes each split's SVD minimise the error of
+    the whole product; the error is then within a constant (depending on the
+    architecture only) of the best butterfly approximation. The cost is
+    ``O(m n)`` for the classic butterfly with the balanced tree.
+
+    Parameters
+    ----------
+    A : array-like of shape (m, n)
+        Matrix to approximate (real or complex; float32 and complex64 are
+        kept, integers are cast to float64). Not modified.
+    n_factors : int, default=None
+        Number of factors ``J``, between 1 and ``ceil(log2(max(m, n)))``;
+        ``None`` means ``ceil(log2(min(m, n)))`` (the classic butterfly).
+    rank : int, default=1
+        Block rank between consecutive factors.
+    tree : {"balanced", "left", "right"}, sequence of int or nested tuple, \
+default="balanced"
+        Order of the splits (see :func:`split_order`): ``"left"`` peels
+        ``F_1`` off first, ``"right"`` peels ``F_J`` off first,
+        ``"balanced"`` splits in the middle (cheapest); an explicit order of
+        split indices (split ``i`` is between ``F_{i+1}`` and ``F_{i+2}``,
+        0-based: a permutation of ``range(J - 1)``) or a nested pair of
+        factor indices such as ``((0, 1), (2, 3))``.
+    permutation : None, "bit-reversal", "default-8", array-like or list, \
+default=None
+        Column permutation ``perm``: the factors approximate
+        ``A_padded[:, perm]`` and the operator gathers its input by ``perm``.
+        ``None`` is the identity; ``"bit-reversal"`` suits the DFT; an index
+        array is used as is; a three-digit code such as ``"101"`` names one of
+        the eight standard permutations of
+        :func:`~skbutterfly.standard_permutations`; ``"default-8"`` tries all
+        eight and a list tries each of its items; the candidate with the
+        lowest error is kept (the first on ties).
+    orthonormalize : bool, default=True
+        Orthonormalise before each split (it carries the error guarantee);
+        ``False`` is the plain hierarchical algorithm (singular values split
+        as square roots on both sides).
+    padding : {"zeros", "raise"}, default="zeros"
+        A shape that the architecture cannot split is zero-padded (and the
+        operator cropped back), or rejected with the sizes that would fit.
+    n_jobs : int, default=None
+        Number of joblib jobs over the blocks of the large splits; BLAS is
+        limited to one thread per job. ``None`` means 1 unless inside a
+        :func:`joblib.parallel_config` context.
+    svd_tol : float, default=1e-3
+        Accuracy of the block SVDs of large blocks (subspace iteration):
+        iterations stop once one of them reduces the squared error of a split
+        by less than ``svd_tol`` times what remains (see
+        :func:`~skbutterfly._kernels.low_rank_blocks`). Exact blocks are
+        recovered to rounding whatever its value; ``0`` computes every block
+        SVD exactly (Gram matrix and eigen-decomposition; ``O(N**2.5)`` at the
+        balanced root), for optimal splits of matrices far from a butterfly.
+
+    Returns
+    -------
+    ButterflyMatrix
+        The operator, of shape ``(m, n)``, with dtype that of ``A``.
+
+    See Also
+    --------
+    ButterflyFactorizer : The same as a scikit-learn estimator.
+    architecture : The supports of the factors.
+
+    Notes
+    -----
+    With ``N = 2**L``, the blocks of the balanced root split are
+    ``sqrt(N) x sqrt(N)``; their rank-``r`` approximations are computed by
+    subspace iteration stopped when it no longer reduces the error by more
+    than 0.1 % (``svd_tol``), so a split costs a few passes over its target
+    and the whole factorization ``O(N**2)``. Candidate permutations each cost one
+    factorization plus one error evaluation.
+
+    References
+    ----------
+    .. [1] Q.-T. Le, L. Zheng, E. Riccietti, R. Gribonval, "Fast learning of
+       fast transforms, with guarantees", ICASSP 2022.
+    .. [2] Q.-T. Le, E. Riccietti, R. Gribonval, "Butterfly factorization with
+       error guarantees", arXiv:2411.04506, 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly import butterfly_factorize
+    >>> from skbutterfly.datasets import dft, hadamard
+    >>> H = hadamard(16)
+    >>> B = butterfly_factorize(H)
+    >>> B.n_factors, B.nnz
+    (4, 128)
+    >>> bool(np.allclose(B.toarray(), H))
+    True
+    >>> F = dft(16)
+    >>> B = butterfly_factorize(F, permutation="bit-reversal")
+    >>> float(np.linalg.norm(B.toarray() - F) / np.linalg.norm(F)) < 1e-12
+    True
+    """
+    A = check_matrix(A, name="A")
+    arch = architecture(A.shape, n_factors=n_factors, rank=rank, padding=padding)
+    order = split_order(tree, len(arch))
+    if not isinstance(orthonormalize, (bool, np.bool_)):
+        raise TypeError(f"orthonormalize must be a bool, got {orthonormalize!r}.")
+    if not (isinstance(svd_tol, Real) and 0 <= svd_tol < np.inf):
+        raise ValueError(f"svd_tol must be a finite number >= 0, got {svd_tol!r}.")
+    candidates = permutation_candidates(permutation, arch.padded_shape[1])
+    best, best_error = None, np.inf
+    for perm in candidates:
+        factors = _factorize_chain(
+            A, arch.patterns, perm, order, bool(orthonormalize), svd_tol, n_jobs
+        )
+        B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
+        if len(candidates) == 1:
+            return B
+        error = _frobenius_error(A, B)
+        if error < best_error:
+            best, best_error = B, error
+    return best

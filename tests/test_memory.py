@@ -1,0 +1,81 @@
+"""Peak memory of a factorization at N = 4096, measured in a fresh subprocess.
+
+The child builds the input (one ``N x N`` array, no temporaries), records its
+peak resident size (``ru_maxrss``), factorizes, and reports the growth of the
+peak: the memory the factorization needed on top of its input. A large
+factorization must hold no more than a few copies of the input, and float32
+must need about half of what float64 needs.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("resource", reason="needs the POSIX resource module")
+
+N = 4096
+
+_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys
+    import numpy as np
+    from skbutterfly._hierarchical import butterfly_factorize
+
+    n, dtype = int(sys.argv[1]), np.dtype(sys.argv[2])
+    # Import and run every code path once, so that the peak below is data.
+    butterfly_factorize(np.ones((64, 64), dtype))
+    A = np.random.default_rng(0).standard_normal((n, n), dtype=dtype)
+    A.flags.writeable = False
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    B = butterfly_factorize(A)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in KiB on Linux, in bytes on macOS.
+    unit = 1 if sys.platform == "darwin" else 1024
+    print(json.dumps({
+        "input": A.nbytes,
+        "extra": (after - before) * unit,
+        "nnz": B.nnz,
+        "dtype": str(B.dtype),
+    }))
+    """
+)
+
+
+def _peak_growth(dtype):
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(N), dtype],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def peaks():
+    return {dtype: _peak_growth(dtype) for dtype in ("float64", "float32")}
+
+
+def test_factorization_holds_a_few_copies_of_the_input(peaks):
+    for dtype, figures in peaks.items():
+        ratio = figures["extra"] / figures["input"]
+        print(
+            f"N={N} {dtype}: input {figures['input'] / 2**20:.0f} MiB, peak "
+            f"growth {figures['extra'] / 2**20:.0f} MiB ({ratio:.2f} x input)"
+        )
+        assert figures["dtype"] == dtype
+        assert figures["extra"] <= 4 * figures["input"]
+
+
+def test_float32_roughly_halves_the_peak(peaks):
+    # The peak memory of a factorization is its input plus the growth; the
+    # growth alone can be near zero for an implementation that reuses memory.
+    peak64, peak32 = (peaks[d]["input"] + peaks[d]["extra"] for d in peaks)
+    print(f"peak (input + growth) float32 / float64 = {peak32 / peak64:.2f}")
+    assert 0.35 <= peak32 / peak64 <= 0.65, peaks
+    assert peaks["float32"]["input"] * 2 == peaks["float64"]["input"]
