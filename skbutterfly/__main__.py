@@ -423,8 +423,11 @@ def main(argv=None) -> int:
     command = {"demo": _demo, "factorize": _factorize, "info": _info}[args.command]
     try:
         return command(args)
-    except _CommandError as exc:
-        print(f"skbutterfly: error: {exc}", file=sys.stderr)
+    except (_CommandError, ValueError, TypeError, OSError) as exc:
+        # Bad values reach the library's own checks; report them, as the
+        # command's own errors, in one line.
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"skbutterfly: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -4,21 +4,11 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skbutterfly import ButterflyFactorizer, butterfly_factorize
 from skbutterfly.datasets import add_noise, dft, hadamard, random_butterfly
 
-
-def _expected_failed_checks(estimator):
-    return {"check_complex_data": "complex matrices (DFT) are supported by design"}
-
-
-@parametrize_with_checks(
-    [ButterflyFactorizer()], expected_failed_checks=_expected_failed_checks
-)
-def test_sklearn_compatible_estimator(estimator, check):
-    check(estimator)
+# The scikit-learn estimator checks run in tests/test_common.py.
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])

@@ -10,17 +10,14 @@ import pytest
 EXAMPLES = sorted((pathlib.Path(__file__).parents[1] / "examples").glob("plot_*.py"))
 
 # A hang guard, not a timing claim: examples are meant to finish in well
-# under a minute, on a loaded 2-core machine too. Marked slow: together they
-# take a minute or more (deselect with -m "not slow"; the doc build runs them
-# as well).
+# under a minute, on a loaded 2-core machine too.
 TIMEOUT = 300
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(path, tmp_path):
     pytest.importorskip("matplotlib")
-    code = f"import runpy, sys; runpy.run_path({str(path)!r}, run_name='__main__')"
+    code = f"import runpy; runpy.run_path({str(path)!r}, run_name='__main__')"
     env = {**os.environ, "MPLBACKEND": "Agg"}
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -3,18 +3,6 @@
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.utils.estimator_checks import (
-    check_dataframe_column_names_consistency,
-    check_get_feature_names_out_error,
-    check_global_output_transform_pandas,
-    check_inplace_ensure_writeable,
-    check_param_validation,
-    check_set_output_transform,
-    check_set_output_transform_pandas,
-    check_transformer_get_feature_names_out,
-    check_transformer_get_feature_names_out_pandas,
-    parametrize_with_checks,
-)
 
 from skbutterfly import (
     FixedSupportFactorizer,
@@ -27,44 +15,8 @@ from skbutterfly import (
 )
 from skbutterfly.datasets import dft, hadamard, lu_supports
 
-
-def _expected_failures(estimator):
-    return {"check_complex_data": "complex matrices (DFT) supported by design"}
-
-
-@parametrize_with_checks(
-    [FixedSupportFactorizer()], expected_failed_checks=_expected_failures
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_param_validation,
-        check_set_output_transform,
-        check_transformer_get_feature_names_out,
-        check_get_feature_names_out_error,
-        check_dataframe_column_names_consistency,
-        check_inplace_ensure_writeable,
-    ],
-)
-def test_extra_sklearn_checks(check):
-    check("FixedSupportFactorizer", FixedSupportFactorizer())
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_set_output_transform_pandas,
-        check_global_output_transform_pandas,
-        check_transformer_get_feature_names_out_pandas,
-    ],
-)
-def test_extra_sklearn_checks_pandas(check):
-    pytest.importorskip("pandas")
-    check("FixedSupportFactorizer", FixedSupportFactorizer())
+# The scikit-learn estimator checks (and the extra ones) run in
+# tests/test_common.py.
 
 
 def test_estimator_matches_function():

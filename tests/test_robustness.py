@@ -1212,13 +1212,6 @@ def test_cli_bad_input_is_one_line_error(cli_files, capsys, case):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uncaught exceptions end in a traceback: demo --noise -1/nan "
-    "(add_noise's ValueError), demo --precision nope (InvalidParameterError), "
-    "factorize --out DIR "
-    "(IsADirectoryError from ButterflyMatrix.save)",
-)
 @pytest.mark.parametrize("case", CLI_DEFECTS)
 def test_cli_errors_without_traceback(cli_files, capsys, case):
     directory, _ = cli_files
