@@ -9,8 +9,8 @@ Prints, for random classic butterflies (N(0, 1) values) of size N = 256 and
 1024 and t = 3..12 significand bits: the relative error
 ||B - B_q||_F / ||B||_F of RTN, pairwise and left-to-right; the significand
 bits saved at equal error (t interpolated log-linearly); the time to quantize
-a classic butterfly of size 4096 at t = 8; and the lazylinop comparison when
-lazylinop is installed.
+a classic butterfly of size 4096 at t = 8; and the comparison with
+lazylinop's ``qbutterfly`` (float16) when lazylinop is installed.
 
 Run::
 
@@ -107,15 +107,46 @@ def time_quantization(N, t, heuristic, repeats=3):
     return min(walls), min(cpus)
 
 
-def lazylinop_comparison():
+def lazylinop_comparison(sizes=(256, 1024)):
+    """Side by side with lazylinop's ``qbutterfly`` on the same butterflies.
+
+    Target float16 for both. lazylinop enumerates breakpoints with
+    ``t = finfo(float16).nmant = 10`` bits while rounding to the 11-bit
+    float16 grid (ALGORITHMS.md §3.1); ours uses t = 11 for both.
+    """
     try:
-        import lazylinop
+        from lazylinop.quantization.qbutterfly import qbutterfly
     except ImportError:
         print("\nlazylinop not installed: no comparison with its quantization.")
         return
-    print(f"\nlazylinop {lazylinop.__version__} is installed; the side-by-side run of")
-    print("its qbutterfly is not written yet (it was not installed when this")
-    print("benchmark was written, so its API could not be checked).")
+    from skbutterfly import ButterflyMatrix
+
+    print("\nlazylinop qbutterfly against ours, float16, same random butterflies")
+    print(
+        f"{'N':>6} {'heuristic':>14} {'ours err':>10} {'lazylinop err':>14} "
+        f"{'ours s':>8} {'lazylinop s':>12}"
+    )
+    names = {"pairwise": "pairwise", "left-to-right": "l2r"}
+    for N in sizes:
+        B = random_butterfly(N, random_state=0)
+        dense = B.toarray()
+        norm = np.linalg.norm(dense)
+        for ours, theirs in names.items():
+            start = time.perf_counter()
+            Q = quantize_butterfly(B, "float16", heuristic=ours)
+            t_ours = time.perf_counter() - start
+            start = time.perf_counter()
+            values, _ = qbutterfly(
+                [np.array(K) for K in B.factors], np.float16, order=theirs
+            )
+            t_theirs = time.perf_counter() - start
+            L = ButterflyMatrix([np.asarray(K, dtype=np.float64) for K in values])
+            e_ours = np.linalg.norm(dense - Q.toarray()) / norm
+            e_theirs = np.linalg.norm(dense - L.toarray()) / norm
+            print(
+                f"{N:>6} {ours:>14} {e_ours:>10.3e} {e_theirs:>14.3e} "
+                f"{t_ours:>8.3f} {t_theirs:>12.3f}"
+            )
 
 
 def main():

@@ -13,15 +13,10 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._hierarchical import TREES, _frobenius_error, butterfly_factorize
-from skbutterfly._validation import check_matrix
-
-
-def _is_complex(X):
-    dtype = getattr(X, "dtype", None)
-    return dtype is not None and np.dtype(dtype).kind == "c"
+from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
 class ButterflyFactorizer(
@@ -125,27 +120,6 @@ default="balanced"
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    def _validate_matrix(self, X, reset):
-        """Validate ``X``; complex input goes around ``check_array``."""
-        if _is_complex(X):
-            validate_data(self, X, skip_check_array=True, reset=reset)
-            X = check_matrix(X, name="X")
-            if reset:
-                self.n_features_in_ = X.shape[1]
-            elif X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                    f"expecting {self.n_features_in_} features as input."
-                )
-            return X
-        return validate_data(
-            self,
-            X,
-            dtype=[np.float64, np.float32],
-            reset=reset,
-            ensure_min_samples=1,
-        )
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the butterfly operator to the matrix ``X``.
@@ -162,7 +136,7 @@ default="balanced"
         self : object
             The fitted estimator.
         """
-        X = self._validate_matrix(X, reset=True)
+        X = validate_estimator_input(self, X, reset=True)
         self.butterfly_ = butterfly_factorize(
             X,
             n_factors=self.n_factors,
@@ -198,7 +172,7 @@ default="balanced"
             ``X_hat @ x`` for every row ``x`` of ``X``, in ``O(nnz)`` each.
         """
         check_is_fitted(self)
-        X = self._validate_matrix(X, reset=False)
+        X = validate_estimator_input(self, X, reset=False)
         dtype = np.result_type(X.dtype, self.butterfly_.dtype)
         return np.asarray(self.butterfly_.matmat(X.T.astype(dtype))).T
 
@@ -246,7 +220,7 @@ default="balanced"
             zero ``X`` exactly reproduced).
         """
         check_is_fitted(self)
-        X = self._validate_matrix(X, reset=False)
+        X = validate_estimator_input(self, X, reset=False)
         if X.shape[0] != self.butterfly_.shape[0]:
             raise ValueError(
                 f"X must have the fitted shape, got n_samples={X.shape[0]}, "

@@ -14,7 +14,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._fsmf import _check_support, fixed_support_factorize
 from skbutterfly._patterns import (
@@ -25,7 +25,11 @@ from skbutterfly._patterns import (
     lower_triangular_support,
     upper_triangular_support,
 )
-from skbutterfly._validation import check_matrix, check_positive_int
+from skbutterfly._validation import (
+    check_matrix,
+    check_positive_int,
+    validate_estimator_input,
+)
 
 _SUPPORT_NAMES = {"full", "lower", "upper", "butterfly", "block_diagonal"}
 
@@ -250,14 +254,6 @@ class FixedSupportFactorizer(
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _validate_X(self, X, reset):
-        dtype = getattr(X, "dtype", None)
-        if dtype is not None and np.dtype(dtype).kind == "c":
-            # check_array rejects complex data; DFT matrices need it.
-            X = validate_data(self, X, skip_check_array=True, reset=reset)
-            return check_matrix(X, name="X")
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the factors to ``X``.
@@ -293,7 +289,7 @@ class FixedSupportFactorizer(
         W : ndarray of shape (n_samples, r)
             The left factor, zero outside its support.
         """
-        X = self._validate_X(X, reset=True)
+        X = validate_estimator_input(self, X, reset=True)
         S_W, S_H = _resolve_supports(
             self.support_W, self.support_H, self.n_components, X.shape
         )
@@ -333,7 +329,7 @@ class FixedSupportFactorizer(
             Minimum-norm minimiser of :math:`\\|X - C H\\|_F`.
         """
         check_is_fitted(self)
-        return self._codes(self._validate_X(X, reset=False))
+        return self._codes(validate_estimator_input(self, X, reset=False))
 
     def _codes(self, X):
         # X ≈ C H  <=>  H^T C^T ≈ X^T (plain transposes, also for complex).
@@ -377,7 +373,7 @@ class FixedSupportFactorizer(
             :math:`-\\|X - \\mathrm{transform}(X) H\\|_F / \\|X\\|_F`.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = validate_estimator_input(self, X, reset=False)
         codes = self._codes(X)
         error = float(np.linalg.norm(X - codes @ self.components_))
         norm = float(np.linalg.norm(X))

@@ -16,7 +16,7 @@ from sklearn.base import (
 )
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._butterfly import ButterflyFactorizer
 from skbutterfly._formats import _PRESETS, FloatFormat, check_format, storage_bits
@@ -26,7 +26,7 @@ from skbutterfly._quantize import (
     quantize_butterfly,
     quantize_factors,
 )
-from skbutterfly._validation import check_matrix
+from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
 class QuantizedButterfly(
@@ -143,14 +143,6 @@ class QuantizedButterfly(
         self.heuristic = heuristic
         self.n_jobs = n_jobs
 
-    def _validate_X(self, X, reset):
-        dtype = getattr(X, "dtype", None)
-        if dtype is not None and np.dtype(dtype).kind == "c":
-            # check_array rejects complex data; DFT matrices need it.
-            X = validate_data(self, X, skip_check_array=True, reset=reset)
-            return check_matrix(X, name="X")
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
-
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the inner estimator to ``X`` and quantize its factors.
@@ -167,7 +159,7 @@ class QuantizedButterfly(
         self : QuantizedButterfly
             The fitted estimator.
         """
-        X_checked = self._validate_X(X, reset=True)
+        X_checked = validate_estimator_input(self, X, reset=True)
         estimator = ButterflyFactorizer() if self.estimator is None else self.estimator
         self.estimator_ = clone(estimator).fit(X, y)
         fmt = check_format(self.precision)
@@ -233,7 +225,7 @@ class QuantizedButterfly(
             (minimum-norm solution) for two factors.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = validate_estimator_input(self, X, reset=False)
         if hasattr(self, "butterfly_"):
             return np.asarray(self.butterfly_ @ X.T).T
         return np.linalg.lstsq(self.components_.T, X.T, rcond=None)[0].T
@@ -276,7 +268,7 @@ class QuantizedButterfly(
             :math:`-\\|X - \\hat X\\|_F / \\|X\\|_F`.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = validate_estimator_input(self, X, reset=False)
         if hasattr(self, "butterfly_"):
             if X.shape != self.butterfly_.shape:
                 raise ValueError(

@@ -6,6 +6,7 @@
 from numbers import Integral
 
 import numpy as np
+from sklearn.utils.validation import validate_data
 
 _FLOAT_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
@@ -106,3 +107,19 @@ def check_shape(shape, *, name="shape"):
     if m < 1 or n < 1:
         raise ValueError(f"{name} must be positive, got n_samples={m}, n_features={n}.")
     return m, n
+
+
+def validate_estimator_input(estimator, X, *, reset):
+    """``validate_data`` for estimators that also accept complex matrices.
+
+    ``check_array`` rejects complex data, and DFT matrices need it: complex
+    input goes around it (``skip_check_array=True``, which still records or
+    checks ``n_features_in_`` and the feature names) through
+    :func:`check_matrix`; real input takes the usual path (float64 and float32
+    kept).
+    """
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind == "c":
+        X = validate_data(estimator, X, skip_check_array=True, reset=reset)
+        return check_matrix(X, name="X")
+    return validate_data(estimator, X, dtype=[np.float64, np.float32], reset=reset)
