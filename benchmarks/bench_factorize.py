@@ -30,11 +30,11 @@ minutes) or ``--quick`` (N <= 1024).
 import argparse
 import subprocess
 import sys
-import time
 import warnings
 from functools import partial
 
 import numpy as np
+from _timing import best_time
 
 from skbutterfly import butterfly_factorize
 from skbutterfly._kernels import fuse_values
@@ -99,15 +99,6 @@ def relative_error(A, dense):
     return float(np.sqrt(squares) / np.linalg.norm(A))
 
 
-def timed(func, repeat):
-    best, result = np.inf, None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def run_ours(A, name, **kwargs):
     return butterfly_factorize(A, permutation=permutation_of(name), **kwargs)
 
@@ -139,11 +130,11 @@ def main_table(sizes, faust_max):
         for n in sizes:
             A = make_input(name, n)
             repeat = 3 if n < 2048 else 1
-            t_ours, B = timed(partial(run_ours, A, name), repeat)
+            t_ours, B = best_time(partial(run_ours, A, name), repeat)
             e_ours = relative_error(A, dense_of(B))
             t_faust = e_faust = np.nan
             if pyfaust is not None and n <= faust_max:
-                t_faust, F = timed(partial(run_faust, A, name), repeat)
+                t_faust, F = best_time(partial(run_faust, A, name), repeat)
                 e_faust = relative_error(A, F.toarray())
             ours_t.append(t_ours)
             faust_t.append(t_faust)
@@ -173,7 +164,7 @@ def fdb_table(n):
         A = make_input(name, n)
         for n_factors, rank in ((2, 1), (3, 1), (3, 2)):
             kwargs = {"n_factors": n_factors, "rank": rank, "tree": "left"}
-            t_ours, B = timed(partial(run_ours, A, name, **kwargs), 3)
+            t_ours, B = best_time(partial(run_ours, A, name, **kwargs), 3)
             e_ours = relative_error(A, dense_of(B))
             t_fdb = e_fdb = np.nan
             nnz_fdb = 0
@@ -181,7 +172,7 @@ def fdb_table(n):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     fdb = partial(pyfaust.fact.fdb, A, n_factors=n_factors, rank=rank)
-                    t_fdb, F = timed(fdb, 3)
+                    t_fdb, F = best_time(fdb, 3)
                 e_fdb = relative_error(A, F.toarray())
                 nnz_fdb = F.nnz_sum()
             print(

@@ -26,23 +26,14 @@ Run ``python benchmarks/bench_parallel.py`` (about a minute) or with
 
 import argparse
 import os
-import time
 from functools import partial
 
 import joblib
 import numpy as np
+from _timing import best_time
 
 from skbutterfly import butterfly_factorize, quantize_butterfly
 from skbutterfly.datasets import add_noise, random_butterfly
-
-
-def best_time(func, repeat):
-    best, result = np.inf, None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def same(a, b):
