@@ -73,7 +73,15 @@ def _y_side_costs(a, b, absy, t):
 
 
 def _chunked_costs(a, b, absy, t):
-    """:func:`_y_side_costs` over chunks of terms to bound the memory."""
+    """:func:`_y_side_costs` over chunks of terms to bound the memory.
+
+    ``absy=None`` means that ``y`` is not quantized but carried exactly, as
+    :math:`\\mu y` (the left-to-right heuristic): the cost
+    :math:`\\|y\\|^2 (\\|x\\|^2 - (x^T\\hat x)^2 / \\|\\hat x\\|^2)` is then, up
+    to terms that do not depend on :math:`\\hat x`, :math:`-a^2 / b`.
+    """
+    if absy is None:
+        return -np.divide(a * a, b, out=np.zeros_like(a), where=b > 0)
     T, K = a.shape
     step = max(1, _CHUNK_ENTRIES // max(1, K * absy.shape[1]))
     return np.concatenate(
@@ -223,13 +231,20 @@ def _quantize_normalized_terms(X, Y, fmt, method, left_only=False):
     swap = not left_only and X.shape[1] > Y.shape[1]
     if swap:
         X, Y = Y, X
-    absX, absY = np.abs(X), np.abs(Y)
+    absX = np.abs(X)
+    # Left-only: Y is carried exactly (times mu) to the next step, so the
+    # scale is chosen for an unquantized y (ALGORITHMS.md §3.5).
+    absY = None if left_only else np.abs(Y)
     if method == "exact":
         # bound the (terms x breakpoints) arrays
         step = max(1, _CHUNK_ENTRIES // (X.shape[1] << (fmt.t - 1)))
         lam = np.concatenate(
             [
-                _exact_scale(absX[i : i + step], absY[i : i + step], fmt.t)
+                _exact_scale(
+                    absX[i : i + step],
+                    None if absY is None else absY[i : i + step],
+                    fmt.t,
+                )
                 for i in range(0, X.shape[0], step)
             ]
         )[:, None]
@@ -244,11 +259,13 @@ def _quantize_normalized_terms(X, Y, fmt, method, left_only=False):
         k = np.where(ok, np.round(np.log2(np.where(ok, ratio, 1.0)) / 2), 0)
         Xh = round_to_format(np.ldexp(lam * X, k.astype(int)[:, None]), fmt)
     mu = _mu(X, Xh)
-    Yh = round_to_format(mu[:, None] * Y, fmt)
+    # The y side a term ends with: quantized, or carried exactly (left-only).
+    y_side = (lambda Z: Z) if left_only else (lambda Z: round_to_format(Z, fmt))
+    Yh = y_side(mu[:, None] * Y)
     if fmt.bounded:
         Xr = round_to_format(X, fmt)
         mu_r = _mu(X, Xr)
-        Yr = round_to_format(mu_r[:, None] * Y, fmt)
+        Yr = y_side(mu_r[:, None] * Y)
         worse = _costs(X, Y, Xh, Yh) > _costs(X, Y, Xr, Yr)
         Xh[worse], Yh[worse], mu[worse] = Xr[worse], Yr[worse], mu_r[worse]
     if left_only:

@@ -6,13 +6,14 @@ from hypothesis.extra.numpy import arrays
 
 from skbutterfly import (
     ButterflyMatrix,
+    FloatFormat,
     quantize_butterfly,
     quantize_factors,
     quantize_rank_one,
     round_to_format,
 )
 from skbutterfly._kernels import fuse_values, ks_to_dense
-from skbutterfly._quantize import ComplexQuantizationError
+from skbutterfly._quantize import ComplexQuantizationError, _quantize_terms
 from skbutterfly.datasets import random_butterfly
 
 
@@ -47,6 +48,26 @@ def _brute_force(x, y, t):
 
 CASES = [(t, m, n) for t in (2, 3, 4, 5) for m in (1, 2) for n in (1, 3)]
 CASES += [(2, 3, 2), (3, 3, 1), (2, 4, 2), (3, 2, 4)]
+
+
+@pytest.mark.parametrize("t", [2, 3, 4, 5])
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_left_only_scale_equals_brute_force(t, m):
+    # Left-to-right quantizes x alone and carries mu * y exactly: the best
+    # x_hat minimizes min_mu ||x y^T - mu x_hat y^T||^2, i.e. maximizes
+    # (x^T x_hat)^2 / ||x_hat||^2, over every x_hat on a wide grid.
+    rng = np.random.default_rng(7 * t + m)
+    for _ in range(3):
+        x, y = rng.standard_normal((1, m)), rng.standard_normal((1, 5))
+        e = np.floor(np.log2(np.abs(x)))
+        values = _grid(t, int(e.min()) - 2, int(e.max()) + 2)
+        grid = np.stack(np.meshgrid(*[values] * m, indexing="ij"), -1).reshape(-1, m)
+        grid = grid[np.any(grid != 0, axis=1)]
+        best = np.max((grid @ x[0]) ** 2 / np.sum(grid * grid, axis=1))
+        Xh, mu = _quantize_terms(x, y, FloatFormat(t), "exact", left_only=True)
+        got = (Xh[0] @ x[0]) ** 2 / (Xh[0] @ Xh[0])
+        assert got == pytest.approx(best, rel=1e-12)
+        assert mu[0] == pytest.approx((Xh[0] @ x[0]) / (Xh[0] @ Xh[0]))
 
 
 @pytest.mark.parametrize(("t", "m", "n"), CASES)
