@@ -578,7 +578,9 @@ def quantize_butterfly(
       Cost: linear in the number of stored values, times :math:`2^t`.
     * ``"left-to-right"``: :math:`F_1` is quantized against the product
       :math:`F_2 \\cdots F_J` of all remaining factors (only the left side is
-      rounded), its optimal scalings :math:`\\mu` are absorbed by the rows of
+      rounded: each term's scale maximizes
+      :math:`(x^T\\hat x)^2 / \\|\\hat x\\|^2`, the right side being carried
+      exactly), its optimal scalings :math:`\\mu` are absorbed by the rows of
       :math:`F_2`, and so on; the last two factors are quantized as a pair.
       The products of the remaining factors are formed with
       :func:`~skbutterfly._kernels.fuse_values`, which densifies them: for
