@@ -322,13 +322,13 @@ def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None, oversampling=2):
     max_iter : int, default=30
         Maximal number of subspace iterations (large blocks only).
     tol : float, default=None
-        Subspace iteration stops when one iteration increases the captured
-        energy :math:`\\sum \\|U^H B\\|_F^2` (summed over the stack) by at
-        most ``tol`` times the remaining squared error
-        :math:`\\sum \\|B\\|_F^2 - \\|U^H B\\|_F^2`; the squared error is then
-        within a factor about ``1 + tol`` of the optimum (up to the slowest
-        convergence rate). ``None`` means ``100 * eps`` of the dtype: run to
-        convergence (or ``max_iter``); ``0`` takes the Gram route whatever
+        Subspace iteration stops, block by block, when one iteration
+        increases the block's captured energy :math:`\\|U^H B\\|_F^2` by at
+        most ``tol`` times its remaining squared error
+        :math:`\\|B\\|_F^2 - \\|U^H B\\|_F^2` (each block's result depends
+        on that block alone, so chunking the stack changes nothing).
+        ``None`` means ``100 * eps`` of the dtype: run to convergence (or
+        ``max_iter``); ``0`` takes the Gram route whatever
         the size (exact, but ``O(m n min(m, n))`` per block).
     oversampling : int, default=2
         Extra columns of the subspace iteration: convergence goes like
