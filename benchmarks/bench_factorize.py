@@ -238,6 +238,12 @@ def memory_table(n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N <= 1024 only")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="only the main table, for these N (pyfaust up to 4096)",
+    )
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -246,7 +252,9 @@ def main():
         return
     if pyfaust is None:
         print("pyfaust not installed: its columns are NaN")
-    if args.quick:
+    if args.sizes:
+        main_table(sorted(args.sizes), faust_max=4096)
+    elif args.quick:
         main_table([256, 512, 1024], faust_max=1024)
         fdb_table(256)
         memory_table(1024)
