@@ -810,20 +810,32 @@ def fixed_support_factorize(
         raise ValueError(
             "method='exact' needs tractable supports, but " + analysis.reason
         )
-    norm = float(np.linalg.norm(A))
     if method != "als" and analysis.tractable:
         W, H, optimal = _exact(A, analysis, n_jobs)
-        error = float(np.sqrt(_sq_error(A, W, H)))
-        info = FactorizationInfo(
-            method="exact",
-            certified_optimal=True,
-            error=error,
-            relative_error=error / norm if norm > 0 else 0.0,
-            optimal_error=optimal,
-            n_iter=1,
-            analysis=analysis,
+        method, n_iter = "exact", 1
+    else:
+        W, H, n_iter = _best_als_run(
+            A, S_W, S_H, analysis, max_iter, tol, n_restarts, random_state, n_jobs
         )
-        return W, H, info
+        method, optimal = "als", None
+    error = float(np.sqrt(_sq_error(A, W, H)))
+    norm = float(np.linalg.norm(A))
+    info = FactorizationInfo(
+        method=method,
+        certified_optimal=method == "exact",
+        error=error,
+        relative_error=error / norm if norm > 0 else 0.0,
+        optimal_error=optimal,
+        n_iter=n_iter,
+        analysis=analysis,
+    )
+    return W, H, info
+
+
+def _best_als_run(
+    A, S_W, S_H, analysis, max_iter, tol, n_restarts, random_state, n_jobs
+):
+    """ALS from the relaxation and random starts; the best ``(W, H, n_iter)``."""
     rng = check_random_state(random_state)
     seeds = rng.randint(np.iinfo(np.int32).max, size=n_restarts)
 
@@ -841,15 +853,4 @@ def fixed_support_factorize(
 
     Ws, Hs, losses, iters = map_chunks(run_starts, (np.arange(n_restarts),), n_jobs)
     best = int(np.argmin(losses))
-    W, H = Ws[best], Hs[best]
-    error = float(np.sqrt(_sq_error(A, W, H)))
-    info = FactorizationInfo(
-        method="als",
-        certified_optimal=False,
-        error=error,
-        relative_error=error / norm if norm > 0 else 0.0,
-        optimal_error=None,
-        n_iter=int(iters[best]),
-        analysis=analysis,
-    )
-    return W, H, info
+    return Ws[best], Hs[best], int(iters[best])
