@@ -37,7 +37,7 @@ import numpy as np
 from _timing import best_time
 
 from skbutterfly import butterfly_factorize
-from skbutterfly._kernels import fuse_values
+from skbutterfly._ks import fuse_values
 from skbutterfly.datasets import add_noise, dft, hadamard, random_butterfly
 
 try:

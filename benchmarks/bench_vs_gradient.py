@@ -27,20 +27,10 @@ iterative methods: one run per seed).
 
 import argparse
 import math
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from gradient_baseline import (
-    butterfly_als,
-    butterfly_gradient,
-    gradient_factorize,
-)
 
 from skbutterfly import (
     Pattern,
@@ -48,7 +38,12 @@ from skbutterfly import (
     butterfly_factorize,
     fixed_support_factorize,
 )
-from skbutterfly._kernels import ks_to_dense
+from skbutterfly._baselines import (
+    butterfly_als,
+    butterfly_gradient,
+    gradient_factorize,
+)
+from skbutterfly._ks import ks_to_dense
 from skbutterfly.datasets import dft, hadamard, random_butterfly
 
 VARIANTS = [

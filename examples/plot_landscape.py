@@ -18,34 +18,26 @@ gradient descent (ALGORITHMS.md §1.7-1.8):
    rank-one supports) there is no spurious valley: every random start reaches
    the optimum certified by :func:`~skbutterfly.fixed_support_factorize`.
 
-The descent code is the gradient baseline of ``benchmarks/gradient_baseline.py``
+The descent code is the gradient baseline of ``skbutterfly/_baselines.py`` (private)
 (backtracking gradient descent; Adam then L-BFGS for the butterfly split).
 The same statements run as fast tests in ``tests/test_landscape.py``.
 """
 
 # %%
-import sys
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import scipy.linalg
 
 from skbutterfly import architecture, fixed_support_factorize
-from skbutterfly._kernels import ks_to_dense
-from skbutterfly.datasets import lu_supports
-
-try:
-    _root = Path(__file__).resolve().parents[1]
-except NameError:  # sphinx-gallery: no __file__, cwd is examples/
-    _root = Path.cwd().parent
-sys.path.insert(0, str(_root / "benchmarks"))
-from gradient_baseline import (
+from skbutterfly._baselines import (
     gradient_descent,
     gradient_factorize,
     masked_pair_loss_grad,
     spurious_valley_start,
 )
+from skbutterfly._ks import ks_to_dense
+from skbutterfly.datasets import lu_supports
 
 rng = np.random.default_rng(0)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))

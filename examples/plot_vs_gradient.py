@@ -14,27 +14,19 @@ sizes so that it runs in well under a minute. The full-size comparison
 ``python benchmarks/bench_vs_gradient.py``.
 
 The gradient and ALS baselines are our own NumPy code in
-``benchmarks/gradient_baseline.py`` (exact gradients by back-propagation
+``skbutterfly/_baselines.py`` (private) (exact gradients by back-propagation
 through the sparse factors).
 """
 
 # %%
-import sys
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from skbutterfly import bit_reversal_permutation, butterfly_factorize
+from skbutterfly._baselines import butterfly_als, butterfly_gradient
 from skbutterfly.datasets import dft, hadamard
-
-try:
-    _root = Path(__file__).resolve().parents[1]
-except NameError:  # sphinx-gallery: no __file__, cwd is examples/
-    _root = Path.cwd().parent
-sys.path.insert(0, str(_root / "benchmarks"))
-from gradient_baseline import butterfly_als, butterfly_gradient
 
 FLOOR = 1e-16  # errors are plotted at least at this level (log scale)
 

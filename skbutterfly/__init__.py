@@ -9,40 +9,36 @@ factors optimally to low-precision floats.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-from skbutterfly._butterfly import ButterflyFactorizer
-from skbutterfly._fixed_support import FixedSupportFactorizer
+from skbutterfly._butterfly_factorizer import ButterflyFactorizer
+from skbutterfly._fixed_support_factorizer import FixedSupportFactorizer
 from skbutterfly._formats import FloatFormat, round_to_format, storage_bits
-from skbutterfly._fsmf import (
-    FactorizationInfo,
-    SupportAnalysis,
-    analyze_supports,
-    fixed_support_factorize,
-)
+from skbutterfly._fsmf import FactorizationInfo, fixed_support_factorize
 from skbutterfly._hierarchical import butterfly_factorize
-from skbutterfly._operator import ButterflyMatrix, load
+from skbutterfly._io import load
+from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._patterns import (
     Architecture,
     Pattern,
     architecture,
-    block_diagonal_support,
-    butterfly_support,
     chain_rank,
-    full_support,
     fuse_patterns,
-    lower_triangular_support,
-    upper_triangular_support,
 )
 from skbutterfly._permutations import (
     bit_reversal_permutation,
     standard_permutation,
     standard_permutations,
 )
-from skbutterfly._quantize import (
-    quantize_butterfly,
-    quantize_factors,
-    quantize_rank_one,
+from skbutterfly._quantize import quantize_butterfly, quantize_factors
+from skbutterfly._quantize_rank_one import quantize_rank_one
+from skbutterfly._quantized_butterfly import QuantizedButterfly
+from skbutterfly._support_analysis import SupportAnalysis, analyze_supports
+from skbutterfly._supports import (
+    block_diagonal_support,
+    butterfly_support,
+    full_support,
+    lower_triangular_support,
+    upper_triangular_support,
 )
-from skbutterfly._quantized import QuantizedButterfly
 
 __version__ = "0.1.0"
 

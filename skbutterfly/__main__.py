@@ -25,10 +25,10 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 from threadpoolctl import threadpool_limits
 
-from skbutterfly._butterfly import ButterflyFactorizer
-from skbutterfly._operator import load
+from skbutterfly._butterfly_factorizer import ButterflyFactorizer
+from skbutterfly._io import load
 from skbutterfly._permutations import bit_reversal_permutation, standard_permutations
-from skbutterfly._quantized import QuantizedButterfly
+from skbutterfly._quantized_butterfly import QuantizedButterfly
 from skbutterfly._validation import check_matrix
 from skbutterfly.datasets import add_noise, dft, random_butterfly
 from skbutterfly.model_selection import neg_storage_bits

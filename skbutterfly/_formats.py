@@ -28,7 +28,7 @@ def _full_max(t, emax):
     return (2.0 - 2.0 ** (1 - t)) * 2.0**emax
 
 
-def _round(x, t, emin=None):
+def round_significand(x, t, emin=None):
     """Round float64 ``x`` to ``t`` bits, ties to even.
 
     With ``emin`` the quantum never goes below :math:`2^{e_{\\min}-t+1}`
@@ -36,7 +36,7 @@ def _round(x, t, emin=None):
     subnormals, below 1e-307, keep a fixed quantum).
     """
     if emin is None:
-        return _round_bits(x, t)
+        return round_bits(x, t)
     _, E = np.frexp(x)  # |x| = m 2^E, m in [0.5, 1): leading bit 2^(E-1)
     if emin is not None:
         E = np.maximum(E, emin + 1)
@@ -44,7 +44,7 @@ def _round(x, t, emin=None):
     return np.ldexp(np.rint(np.ldexp(x, -q)), q)
 
 
-def _round_bits(x, t):
+def round_bits(x, t):
     """Round-to-nearest-even to ``t`` bits by integer arithmetic.
 
     Adding half a unit in the last kept place (minus one, plus the kept last
@@ -151,7 +151,7 @@ class FloatFormat:
         if self.max_value is not None:
             full = _full_max(self.t, self.emax)
             ok = 2.0**self.emax <= self.max_value <= full
-            if not ok or _round(self.max_value, self.t) != self.max_value:
+            if not ok or round_significand(self.max_value, self.t) != self.max_value:
                 raise ValueError(
                     "max_value must be a t-bit number in "
                     f"[2**emax, {full}], got {self.max_value!r}."
@@ -172,10 +172,10 @@ class FloatFormat:
         8
         """
         try:
-            return _PRESETS[name]
+            return PRESETS[name]
         except (KeyError, TypeError):
             raise ValueError(
-                f"unknown format name {name!r}; expected one of {sorted(_PRESETS)}."
+                f"unknown format name {name!r}; expected one of {sorted(PRESETS)}."
             ) from None
 
     @property
@@ -208,7 +208,7 @@ class FloatFormat:
         return math.ceil(math.log2(self.emax - self.emin + 2))
 
 
-_PRESETS = {
+PRESETS = {
     "float16": FloatFormat(11, -14, 15),
     "bfloat16": FloatFormat(8, -126, 127),
     "float8_e4m3": FloatFormat(4, -6, 8, max_value=448.0),
@@ -236,14 +236,14 @@ def check_format(fmt) -> FloatFormat:
         return FloatFormat(int(fmt))
     raise TypeError(
         "the format must be a FloatFormat, an int t (significand bits) or one of "
-        f"{sorted(_PRESETS)}, got {fmt!r}."
+        f"{sorted(PRESETS)}, got {fmt!r}."
     )
 
 
 def _round_real(x, fmt):
     if not fmt.bounded:
-        return _round(x, fmt.t)
-    r = _round(x, fmt.t, fmt.emin)
+        return round_significand(x, fmt.t)
+    r = round_significand(x, fmt.t, fmt.emin)
     if not fmt.subnormals:
         smallest = 2.0**fmt.emin
         tiny = np.abs(x) < smallest
@@ -292,7 +292,7 @@ def round_to_format(x, fmt) -> np.ndarray:
         raise TypeError(f"x must hold numbers, got dtype={arr.dtype}.")
     if not np.isfinite(arr).all():
         raise ValueError("x contains NaN or infinity.")
-    out_dtype = _output_dtype(arr.dtype, fmt)
+    out_dtype = output_dtype(arr.dtype, fmt)
     if arr.dtype.kind == "c":
         a = arr.astype(np.complex128)
         out = _round_real(a.real, fmt) + 1j * _round_real(a.imag, fmt)
@@ -301,7 +301,7 @@ def round_to_format(x, fmt) -> np.ndarray:
     return np.asarray(out, dtype=out_dtype)
 
 
-def _output_dtype(dtype, fmt):
+def output_dtype(dtype, fmt):
     """``dtype`` when it represents the format exactly, else 64-bit."""
     dtype = np.dtype(dtype)
     if dtype.kind in "bui":

@@ -20,14 +20,10 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from skbutterfly._kernels import (
-    _pair_dims,
-    low_rank_blocks,
-    map_chunks,
-    merge_blocks,
-    split_blocks,
-)
+from skbutterfly._block_svd import low_rank_blocks
+from skbutterfly._ks import merge_blocks, pair_dims, split_blocks
 from skbutterfly._operator import ButterflyMatrix
+from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import permutation_candidates
 from skbutterfly._validation import check_matrix
@@ -168,7 +164,7 @@ def _class_views(K1, K2):
     factor's columns of each class) and ``V`` of shape
     ``(a1, delta, alpha, d2, r, c2)`` (the right factor's rows).
     """
-    a1, b1, alpha, r, delta, c2, d2 = _pair_dims(K1.shape, K2.shape)
+    a1, b1, alpha, r, delta, c2, d2 = pair_dims(K1.shape, K2.shape)
     U = K1.reshape(a1, b1, alpha, r, delta, d2).transpose(0, 4, 2, 5, 1, 3)
     V = K2.reshape(a1, alpha, r, delta, c2, d2).transpose(0, 3, 1, 5, 2, 4)
     return U, V
@@ -213,7 +209,7 @@ def _split(blocks, left, right, orthonormalize, svd_tol, n_jobs):
     factor: ``U`` and ``U^H B`` (the left one orthonormal per class) with
     orthonormalisation, ``U sqrt(S)`` and ``sqrt(S) V^H`` without.
     """
-    a1, b1, alpha, r, delta, c2, d2 = _pair_dims(left, right)
+    a1, b1, alpha, r, delta, c2, d2 = pair_dims(left, right)
     # Plain power steps: the stopping rule bounds the error whatever the
     # convergence rate, and exact blocks converge at the first step.
     solve = partial(low_rank_blocks, rank=r, tol=svd_tol, oversampling=0)
@@ -239,7 +235,7 @@ def _root_blocks(A, perm, left, right):
     would) without forming the padded or the permuted matrix. Rows and
     columns past ``A``'s shape are zeros.
     """
-    _, b1, alpha, _, delta, c2, _ = _pair_dims(left, right)
+    _, b1, alpha, _, delta, c2, _ = pair_dims(left, right)
     m, n = A.shape
     rows = np.arange(b1)[None, :] * delta + np.arange(delta)[:, None]
     cols = (np.arange(alpha * c2) if perm is None else perm).reshape(alpha, c2)
@@ -320,7 +316,7 @@ def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
     return [node.values for node in nodes]
 
 
-def _frobenius_error(A, B):
+def frobenius_error(A, B):
     """``||A - B||_F`` for a dense ``A`` and an operator, by column chunks."""
     m, n = A.shape
     total = 0.0
@@ -469,7 +465,7 @@ default=None
         B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
         if len(candidates) == 1:
             return B
-        error = _frobenius_error(A, B)
+        error = frobenius_error(A, B)
         if error < best_error:
             best, best_error = B, error
     return best

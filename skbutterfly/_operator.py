@@ -3,83 +3,22 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-import os
-import tempfile
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-from skbutterfly._kernels import fuse_values, ks_apply, ks_indices
-from skbutterfly._patterns import Pattern, check_chain, fuse_patterns
+from skbutterfly._ks import (
+    FUSE_BLOCK_MATRIX,
+    FUSE_BLOCK_VECTOR,
+    apply_vector,
+    fused_groups,
+    ks_apply,
+    ks_indices,
+    vector_plan,
+)
+from skbutterfly._patterns import check_chain
 from skbutterfly._validation import check_matrix, check_permutation, check_shape
-
-FILE_FORMAT = "skbutterfly.ButterflyMatrix"
-FILE_VERSION = 1
-
-# Products with several columns fuse runs of factors into blocks of at most
-# _FUSE_BLOCK_MATRIX entries (fewer passes over memory, batched matrix
-# products); single columns fuse pairs only (their cost is reading the values).
-_FUSE_BLOCK_MATRIX = 256
-_FUSE_BLOCK_VECTOR = 16
-
-
-def _fused_groups(factors, block_limit):
-    """Greedily fuse consecutive factors while blocks stay small."""
-    groups = [factors[0]]
-    for K in factors[1:]:
-        last = groups[-1]
-        fused = fuse_patterns(Pattern(*last.shape), Pattern(*K.shape))
-        cheap = fused.nnz <= 4 * (last.size + K.size)
-        if fused.b * fused.c <= block_limit and cheap:
-            groups[-1] = fuse_values(last, K)
-        else:
-            groups.append(K)
-    return groups
-
-
-def _vector_plan(groups):
-    """Steps of a single-column product; ``groups`` in the order they apply.
-
-    ``einsum`` runs fast when its innermost axis, a factor's ``d``, is long.
-    Each run of groups with ``d < a`` is applied to the vector reshaped to
-    ``(P, n / P)`` and transposed, ``P`` the smallest ``a`` of the run (it
-    divides the others), where pattern ``(a, b, c, d)`` reads
-    ``(a / P, b, c, d * P)``; a transpose back follows the run.
-
-    Returns a list whose items are 4-D arrays (one ``einsum`` each) or pairs
-    ``(P, back)`` (a change of layout).
-    """
-    steps = []
-    start = 0
-    while start < len(groups):
-        stop = start
-        while stop < len(groups) and groups[stop].shape[3] < groups[stop].shape[0]:
-            stop += 1
-        if stop == start:
-            steps.append(groups[start])
-            start += 1
-            continue
-        P = min(K.shape[0] for K in groups[start:stop])
-        steps.append((P, False))
-        for K in groups[start:stop]:
-            a, b, c, d = K.shape
-            K = K.reshape(P, a // P, b, c, d).transpose(1, 2, 3, 4, 0)
-            steps.append(np.ascontiguousarray(K).reshape(a // P, b, c, d * P))
-        steps.append((P, True))
-        start = stop
-    return steps
-
-
-def _apply_vector(steps, x):
-    for step in steps:
-        if isinstance(step, tuple):
-            P, back = step
-            x = np.ascontiguousarray(x.reshape(-1, P).T if back else x.reshape(P, -1).T)
-        else:
-            a, _, c, d = step.shape
-            x = np.einsum("abcd,acd->abd", step, x.reshape(a, c, d))
-    return x.reshape(-1, 1)
 
 
 class _CheckedOperator(LinearOperator):
@@ -293,8 +232,8 @@ class ButterflyMatrix(_CheckedOperator):
     def _plan(self, adjoint, vector):
         key = (adjoint, vector)
         if key not in self._plans:
-            limit = _FUSE_BLOCK_VECTOR if vector else _FUSE_BLOCK_MATRIX
-            groups = _fused_groups(list(self.factors), limit)
+            limit = FUSE_BLOCK_VECTOR if vector else FUSE_BLOCK_MATRIX
+            groups = fused_groups(list(self.factors), limit)
             # In the order they apply: the last group first, or, for the
             # adjoint, the conjugate transpose of the first group first.
             if adjoint:
@@ -303,7 +242,7 @@ class ButterflyMatrix(_CheckedOperator):
                 groups = groups[::-1]
             groups = [np.ascontiguousarray(K) for K in groups]
             if vector:
-                plan = _vector_plan(groups)
+                plan = vector_plan(groups)
             else:
                 plan = [
                     (K, np.ascontiguousarray(K.transpose(0, 3, 1, 2))) for K in groups
@@ -313,7 +252,7 @@ class ButterflyMatrix(_CheckedOperator):
 
     def _apply(self, adjoint, X):
         if X.shape[1] == 1:
-            return _apply_vector(self._plan(adjoint, True), X[:, 0])
+            return apply_vector(self._plan(adjoint, True), X[:, 0])
         for K, Kt in self._plan(adjoint, False):
             X = ks_apply(K, X, Kt)
         return X
@@ -435,126 +374,6 @@ class ButterflyMatrix(_CheckedOperator):
         >>> np.array_equal(load(path).toarray(), B.toarray())
         True
         """
-        arrays = {
-            "format": np.array(FILE_FORMAT),
-            "version": np.array(FILE_VERSION),
-            "shape": np.array(self.shape, dtype=np.int64),
-            "n_factors": np.array(self.n_factors),
-            "has_perm": np.array(self.perm is not None),
-        }
-        for i, K in enumerate(self.factors):
-            arrays[f"factor_{i}"] = K
-        if self.perm is not None:
-            arrays["perm"] = self.perm
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        from skbutterfly._io import save
 
-
-def _scalar_int(value):
-    """The integer held by a 0-d integer array, or ValueError."""
-    if value.shape != () or value.dtype.kind not in "iu":
-        raise ValueError(f"expected an integer scalar, got {value!r}")
-    return int(value)
-
-
-def load(path) -> ButterflyMatrix:
-    """Read a :class:`ButterflyMatrix` written by :meth:`ButterflyMatrix.save`.
-
-    The file is opened with ``allow_pickle=False``: nothing in it is executed.
-
-    Parameters
-    ----------
-    path : str or path-like
-        File to read.
-
-    Returns
-    -------
-    ButterflyMatrix
-
-    Raises
-    ------
-    ValueError
-        If the file is missing, not an ``.npz`` archive, not written by
-        skbutterfly, of an unsupported version, truncated or inconsistent.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from skbutterfly import load
-    >>> from skbutterfly.datasets import random_butterfly
-    >>> path = os.path.join(tempfile.mkdtemp(), "b.npz")
-    >>> random_butterfly(8, random_state=1).save(path)
-    >>> load(path)
-    <8x8 ButterflyMatrix with dtype=float64, 3 factors, nnz=48>
-    """
-    path = os.fspath(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"cannot load {path!r}: no such file.") from None
-    except Exception as exc:
-        raise ValueError(
-            f"cannot load {path!r}: not a readable .npz file ({exc})."
-        ) from exc
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"cannot load {path!r}: not an .npz archive.")
-    # A damaged archive fails in many ways (zlib, zipfile, numpy header
-    # parsing, object arrays refused without pickle): report all as ValueError.
-    try:
-        with data:
-            contents = {key: data[key] for key in data.files}
-    except Exception as exc:
-        raise ValueError(
-            f"cannot load {path!r}: not a readable skbutterfly .npz file ({exc})."
-        ) from exc
-    if str(contents.get("format", "")) != FILE_FORMAT:
-        raise ValueError(
-            f"cannot load {path!r}: not a skbutterfly ButterflyMatrix file "
-            "(format field missing or different)."
-        )
-    try:
-        version = _scalar_int(contents["version"])
-        n_factors = _scalar_int(contents["n_factors"])
-        has_perm = contents["has_perm"]
-        if has_perm.shape != () or has_perm.dtype != bool:
-            raise ValueError("has_perm must be a boolean scalar")
-        shape = contents["shape"]
-        if shape.shape != (2,) or shape.dtype.kind not in "iu":
-            raise ValueError(f"shape must hold two integers, got {shape!r}")
-        shape = tuple(int(s) for s in shape)
-        if not 1 <= n_factors <= len(contents):
-            raise ValueError(
-                f"n_factors={n_factors} does not match the file's "
-                f"{len(contents)} members"
-            )
-        expected = {"format", "version", "shape", "n_factors", "has_perm"}
-        expected |= {f"factor_{i}" for i in range(n_factors)}
-        if has_perm:
-            expected.add("perm")
-        if set(contents) != expected:
-            raise ValueError(
-                f"members {sorted(set(contents))} differ from the expected "
-                f"{sorted(expected)}"
-            )
-        factors = [contents[f"factor_{i}"] for i in range(n_factors)]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"cannot load {path!r}: incomplete file ({exc}).") from exc
-    if version > FILE_VERSION:
-        raise ValueError(
-            f"cannot load {path!r}: file version {version} is newer than the "
-            f"supported version {FILE_VERSION}; upgrade skbutterfly."
-        )
-    try:
-        return ButterflyMatrix(factors, perm=contents.get("perm"), shape=shape)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"cannot load {path!r}: inconsistent content ({exc})."
-        ) from None
+        save(self, path)

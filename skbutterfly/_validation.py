@@ -6,6 +6,7 @@
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import validate_data
 
 _FLOAT_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
@@ -123,3 +124,28 @@ def validate_estimator_input(estimator, X, *, reset):
         X = validate_data(estimator, X, skip_check_array=True, reset=reset)
         return check_matrix(X, name="X")
     return validate_data(estimator, X, dtype=[np.float64, np.float32], reset=reset)
+
+
+def check_support(S, name):
+    """Return a support as a 2-D boolean ndarray (a copy, never a view)."""
+    if sp.issparse(S):
+        S = S.toarray()
+    arr = np.asarray(S)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must be a boolean mask (or an array of 0 and 1), got "
+            f"dtype={arr.dtype}."
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D mask, got an array with ndim={arr.ndim} and "
+            f"shape={arr.shape}."
+        )
+    if arr.dtype.kind != "b":
+        bad = (arr != 0) & (arr != 1)
+        if bad.any():
+            value = arr[bad].flat[0]
+            raise ValueError(
+                f"{name} must hold only 0/1 or True/False, got the value {value!r}."
+            )
+    return arr.astype(bool)

@@ -9,14 +9,15 @@ import numpy as np
 import scipy.linalg
 from sklearn.utils import check_random_state
 
-from skbutterfly._fsmf import _check_support
 from skbutterfly._operator import ButterflyMatrix
-from skbutterfly._patterns import (
-    architecture,
-    lower_triangular_support,
-    upper_triangular_support,
+from skbutterfly._patterns import architecture
+from skbutterfly._supports import lower_triangular_support, upper_triangular_support
+from skbutterfly._validation import (
+    check_matrix,
+    check_permutation,
+    check_positive_int,
+    check_support,
 )
-from skbutterfly._validation import check_matrix, check_permutation, check_positive_int
 
 __all__ = [
     "add_noise",
@@ -237,7 +238,7 @@ def rank_one_completion_instance(A, mask):
     False
     """
     A = check_matrix(A, name="A")
-    mask = _check_support(mask, "mask")
+    mask = check_support(mask, "mask")
     if mask.shape != A.shape:
         raise ValueError(
             f"mask must have the shape of A, n_samples={A.shape[0]}, "

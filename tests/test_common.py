@@ -1,6 +1,5 @@
 """scikit-learn's estimator checks over every estimator of skbutterfly."""
 
-import importlib
 import pickle
 
 import numpy as np
@@ -20,41 +19,14 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
+from skbutterfly import ButterflyFactorizer, FixedSupportFactorizer, QuantizedButterfly
 
-def _load(module, name):
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):  # pragma: no cover - parallel work
-        return None
-
-
-ButterflyFactorizer = _load("skbutterfly._butterfly", "ButterflyFactorizer")
-FixedSupportFactorizer = _load("skbutterfly._fixed_support", "FixedSupportFactorizer")
-QuantizedButterfly = _load("skbutterfly._quantized", "QuantizedButterfly")
-
-
-def _estimators():
-    """The estimators under test; the missing ones as (name, reason)."""
-    found, missing = [], []
-    if ButterflyFactorizer is not None:
-        found.append(ButterflyFactorizer())
-    else:
-        missing.append("ButterflyFactorizer (skbutterfly/_butterfly.py)")
-    if FixedSupportFactorizer is not None:
-        found.append(FixedSupportFactorizer())
-    else:
-        missing.append("FixedSupportFactorizer (skbutterfly/_fixed_support.py)")
-    if QuantizedButterfly is None:
-        missing.append("QuantizedButterfly (skbutterfly/_quantized.py)")
-    else:
-        if ButterflyFactorizer is not None:
-            found.append(QuantizedButterfly(ButterflyFactorizer()))
-        if FixedSupportFactorizer is not None:
-            found.append(QuantizedButterfly(FixedSupportFactorizer()))
-    return found, missing
-
-
-ESTIMATORS, MISSING = _estimators()
+ESTIMATORS = [
+    ButterflyFactorizer(),
+    FixedSupportFactorizer(),
+    QuantizedButterfly(ButterflyFactorizer()),
+    QuantizedButterfly(FixedSupportFactorizer()),
+]
 
 # By design, every estimator accepts complex matrices (DFT): sklearn's
 # check_array rejects them with "Complex data not supported", which is what
@@ -73,19 +45,13 @@ _COMPLEX_QUANTIZED = {
 
 def expected_failed_checks(estimator):
     """The checks each estimator fails by design, with the reason."""
-    if QuantizedButterfly is not None and isinstance(estimator, QuantizedButterfly):
+    if isinstance(estimator, QuantizedButterfly):
         return dict(_COMPLEX_QUANTIZED)
     return dict(_COMPLEX)
 
 
 def _name(estimator):
     return type(estimator).__name__
-
-
-@pytest.mark.parametrize("missing", MISSING or ["none"])
-def test_every_estimator_is_available(missing):
-    if missing != "none":
-        pytest.skip(f"{missing} is not written yet")
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)

@@ -11,8 +11,9 @@ from skbutterfly import (
     butterfly_support,
     fuse_patterns,
 )
-from skbutterfly._fsmf import _als, _random_start, analyze_supports
 from skbutterfly._fsmf import fixed_support_factorize as fsmf
+from skbutterfly._fsmf_als import _als, _random_start
+from skbutterfly._support_analysis import analyze_supports
 from skbutterfly.datasets import (
     hadamard,
     lu_supports,

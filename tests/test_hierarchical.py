@@ -14,18 +14,13 @@ from skbutterfly import (
     standard_permutation,
     standard_permutations,
 )
+from skbutterfly._block_svd import low_rank_blocks, truncated_svd
 from skbutterfly._hierarchical import (
     _left_normalize,
     _right_normalize,
     split_order,
 )
-from skbutterfly._kernels import (
-    fuse_values,
-    ks_to_dense,
-    low_rank_blocks,
-    split_blocks,
-    truncated_svd,
-)
+from skbutterfly._ks import fuse_values, ks_to_dense, split_blocks
 from skbutterfly._permutations import permutation_candidates
 from skbutterfly.datasets import add_noise, dft, hadamard, random_butterfly
 

@@ -12,25 +12,18 @@
   its ALS update (dense least squares) are checked against references.
 """
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.linalg
 
+import skbutterfly._baselines as gb
 from skbutterfly import (
     architecture,
     bit_reversal_permutation,
     lower_triangular_support,
 )
-from skbutterfly._kernels import ks_to_dense
+from skbutterfly._ks import ks_to_dense
 from skbutterfly.datasets import dft
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gradient_baseline.py"
-_SPEC = importlib.util.spec_from_file_location("gradient_baseline", _PATH)
-gb = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(gb)
 
 
 def _dense(factors):

@@ -9,6 +9,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 
+from skbutterfly import ButterflyFactorizer, FixedSupportFactorizer, QuantizedButterfly
 from skbutterfly.datasets import add_noise, random_butterfly
 from skbutterfly.model_selection import (
     WholeMatrixSplit,
@@ -18,18 +19,6 @@ from skbutterfly.model_selection import (
     neg_relative_error,
     neg_storage_bits,
     snr_db,
-)
-
-try:
-    from skbutterfly._butterfly import ButterflyFactorizer
-    from skbutterfly._fixed_support import FixedSupportFactorizer
-    from skbutterfly._quantized import QuantizedButterfly
-except ImportError:  # pragma: no cover - modules written in parallel
-    ButterflyFactorizer = FixedSupportFactorizer = QuantizedButterfly = None
-
-needs_estimators = pytest.mark.skipif(
-    QuantizedButterfly is None,
-    reason="skbutterfly._butterfly / skbutterfly._quantized not written yet",
 )
 
 
@@ -269,7 +258,6 @@ def _expected_choice(results, tol, cost):
     return min(within, key=lambda i: (costs[i], errors[i], i))
 
 
-@needs_estimators
 @pytest.mark.parametrize("cost", ["storage_bits", "flops"])
 def test_grid_search_over_depth_and_precision(cost):
     A = _noisy_butterfly(16, 1e-3)
@@ -329,7 +317,6 @@ def test_grid_search_over_depth_and_precision(cost):
     assert search.best_index_ == int(np.argmin(errors))
 
 
-@needs_estimators
 def test_grid_search_over_precision_alone_through_frozen_estimator():
     A = _noisy_butterfly(16, 1e-3)
     fitted = ButterflyFactorizer(n_factors=2).fit(A)
@@ -363,7 +350,6 @@ def test_grid_search_over_precision_alone_through_frozen_estimator():
     assert search.best_params_ == {"precision": precisions[expected]}
 
 
-@needs_estimators
 def test_search_objects_clone_and_pickle():
     search = GridSearchCV(
         QuantizedButterfly(ButterflyFactorizer()),
@@ -379,7 +365,6 @@ def test_search_objects_clone_and_pickle():
     assert restored.best_index_ == search.best_index_
 
 
-@needs_estimators
 def test_grid_search_over_two_factor_models():
     """The W_ / components_ path: a quantized fixed-support factorization
     (tractable supports, so every fit is the same certified optimum)."""

@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import butterflies, operands, tolerance
 
-import skbutterfly._operator as operator_module
+import skbutterfly._io as io_module
 from skbutterfly import ButterflyMatrix, architecture, bit_reversal_permutation, load
-from skbutterfly._kernels import ks_to_dense
+from skbutterfly._ks import ks_to_dense
 from skbutterfly.datasets import random_butterfly
 
 
@@ -393,7 +393,7 @@ def test_load_refuses_missing_format_and_newer_version(tmp_path):
     with pytest.raises(ValueError, match="format field"):
         load(path)
     path = _saved(tmp_path)
-    _rewrite(path, version=np.array(operator_module.FILE_VERSION + 1))
+    _rewrite(path, version=np.array(io_module.FILE_VERSION + 1))
     with pytest.raises(ValueError, match="newer than the supported version"):
         load(path)
     path = _saved(tmp_path)

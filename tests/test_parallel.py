@@ -15,7 +15,7 @@ import pytest
 import sklearn
 from threadpoolctl import threadpool_info
 
-import skbutterfly._kernels
+import skbutterfly._parallel
 from skbutterfly import (
     ButterflyFactorizer,
     FixedSupportFactorizer,
@@ -27,7 +27,8 @@ from skbutterfly import (
     quantize_butterfly,
     upper_triangular_support,
 )
-from skbutterfly._kernels import low_rank_blocks, map_chunks
+from skbutterfly._block_svd import low_rank_blocks
+from skbutterfly._parallel import map_chunks
 from skbutterfly.datasets import add_noise, random_butterfly
 
 N_JOBS = [1, 2, -1]
@@ -201,13 +202,13 @@ def parallel_runs(monkeypatch):
     """Record the number of chunks of every parallel region of map_chunks."""
     runs = []
 
-    class CountingParallel(skbutterfly._kernels.Parallel):
+    class CountingParallel(skbutterfly._parallel.Parallel):
         def __call__(self, iterable):
             results = super().__call__(iterable)
             runs.append(len(results))
             return results
 
-    monkeypatch.setattr(skbutterfly._kernels, "Parallel", CountingParallel)
+    monkeypatch.setattr(skbutterfly._parallel, "Parallel", CountingParallel)
     return runs
 
 

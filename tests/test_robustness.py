@@ -292,7 +292,7 @@ def _errors_in_small_address_space(calls):
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
         import numpy as np
         from skbutterfly.datasets import hadamard
-        from skbutterfly._fixed_support import FixedSupportFactorizer
+        from skbutterfly._fixed_support_factorizer import FixedSupportFactorizer
         from skbutterfly._fsmf import fixed_support_factorize
         """
         + lines

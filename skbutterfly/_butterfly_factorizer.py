@@ -15,7 +15,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._hierarchical import TREES, _frobenius_error, butterfly_factorize
+from skbutterfly._hierarchical import TREES, butterfly_factorize, frobenius_error
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
@@ -148,7 +148,7 @@ default="balanced"
             n_jobs=self.n_jobs,
         )
         self.n_factors_ = self.butterfly_.n_factors
-        self.reconstruction_err_ = _frobenius_error(X, self.butterfly_)
+        self.reconstruction_err_ = frobenius_error(X, self.butterfly_)
         norm = float(np.linalg.norm(X))
         self.relative_error_ = self.reconstruction_err_ / norm if norm > 0 else 0.0
         if self.verbose:
@@ -227,7 +227,7 @@ default="balanced"
                 f"n_features={X.shape[1]}; expected n_samples="
                 f"{self.butterfly_.shape[0]}."
             )
-        error = _frobenius_error(X, self.butterfly_)
+        error = frobenius_error(X, self.butterfly_)
         norm = float(np.linalg.norm(X))
         if norm == 0:
             return 0.0 if error == 0 else -np.inf

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
-from skbutterfly import ButterflyMatrix, Pattern, architecture, fuse_patterns
-from skbutterfly._kernels import ks_apply, ks_indices
+from skbutterfly._ks import ks_apply, ks_indices
+from skbutterfly._operator import ButterflyMatrix
+from skbutterfly._patterns import Pattern, architecture, fuse_patterns
 from skbutterfly.datasets import spurious_valley_instance
 
 
@@ -131,8 +132,9 @@ def _unpack(x, shapes, dtype):
 
 
 def random_factors(patterns, target_norm2, n_cols, dtype, random_state):
-    """Gaussian values on the patterns, scaled so that the product's expected
-    squared Frobenius norm is ``target_norm2``.
+    """Gaussian values on the patterns, scaled to a target expected norm.
+
+    The product's expected squared Frobenius norm is ``target_norm2``.
 
     A factor with pattern ``(a, b, c, d)`` and entry variance :math:`\\sigma^2`
     multiplies the expected squared norm of a vector by :math:`b\\sigma^2`.
@@ -445,8 +447,9 @@ def butterfly_gradient(A, n_factors=None, perm=None, **kwargs):
 
 
 def butterfly_als(A, n_factors=None, perm=None, **kwargs):
-    """ALS baseline for :math:`A \\approx F_1 \\cdots F_J P` (see
-    :func:`butterfly_gradient`); keyword arguments go to :func:`als_factorize`.
+    """ALS baseline for :math:`A \\approx F_1 \\cdots F_J P`.
+
+    See :func:`butterfly_gradient`; keyword arguments go to :func:`als_factorize`.
     """
     target, patterns, perm = _butterfly_target(A, n_factors, perm)
     factors, history = als_factorize(target, patterns, **kwargs)

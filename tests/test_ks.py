@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from strategies import DTYPES, chainable_pairs, tolerance
 
 from skbutterfly import Pattern, fuse_patterns
-from skbutterfly._kernels import (
+from skbutterfly._ks import (
     fuse_values,
     ks_apply,
     ks_indices,

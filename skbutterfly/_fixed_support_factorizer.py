@@ -3,7 +3,6 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,96 +15,9 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._fsmf import _check_support, fixed_support_factorize
-from skbutterfly._patterns import (
-    architecture,
-    block_diagonal_support,
-    full_support,
-    fuse_patterns,
-    lower_triangular_support,
-    upper_triangular_support,
-)
-from skbutterfly._validation import (
-    check_matrix,
-    check_positive_int,
-    validate_estimator_input,
-)
-
-_SUPPORT_NAMES = {"full", "lower", "upper", "butterfly", "block_diagonal"}
-
-_NAMED_SUPPORTS = {
-    "full": full_support,
-    "lower": lower_triangular_support,
-    "upper": upper_triangular_support,
-    "block_diagonal": lambda shape: block_diagonal_support(
-        shape, max(1, math.isqrt(min(shape)))
-    ),
-}
-
-
-def _butterfly_split(shape):
-    """Supports of the two-factor split of the classic butterfly of ``shape``.
-
-    The left support is the first factor's pattern, the right one the product
-    of the other factors' patterns (the identity for a single factor); rows
-    of the left and columns of the right support are cropped to ``shape``
-    when the architecture pads.
-    """
-    patterns = architecture(shape).patterns
-    left = patterns[0].support()
-    if len(patterns) == 1:
-        right = np.eye(left.shape[1], dtype=bool)
-    else:
-        fused = patterns[1]
-        for p in patterns[2:]:
-            fused = fuse_patterns(fused, p)
-        right = fused.support()
-    return left[: shape[0]], right[:, : shape[1]]
-
-
-def _resolve_supports(support_W, support_H, n_components, shape):
-    """Build the two masks for a matrix of ``shape`` (see the class docstring)."""
-    m, n = shape
-    specs = {"support_W": support_W, "support_H": support_H}
-    given = {}
-    for name, spec in specs.items():
-        if isinstance(spec, str) and spec == "butterfly":
-            given[name] = _butterfly_split(shape)[name == "support_H"]
-        elif spec is not None and not isinstance(spec, str) and not callable(spec):
-            given[name] = _check_support(spec, name)
-    widths = {}
-    if "support_W" in given:
-        widths["support_W"] = given["support_W"].shape[1]
-    if "support_H" in given:
-        widths["support_H"] = given["support_H"].shape[0]
-    if n_components is not None:
-        # More rank-one terms than entries of X can never help; refusing them
-        # also keeps a mistyped huge value from allocating the masks.
-        check_positive_int(n_components, "n_components", maximum=m * n + 1)
-        widths["n_components"] = n_components
-    if len(set(widths.values())) > 1:
-        raise ValueError(
-            "the number of components is inconsistent: "
-            + ", ".join(f"{k} gives r={v}" for k, v in widths.items())
-            + "."
-        )
-    r = next(iter(widths.values())) if widths else min(m, n)
-    masks = []
-    for name, factor_shape in (("support_W", (m, r)), ("support_H", (r, n))):
-        spec = specs[name]
-        if name in given:
-            mask = given[name]
-        elif callable(spec):
-            mask = _check_support(spec(factor_shape), name)
-        else:
-            mask = _NAMED_SUPPORTS["full" if spec is None else spec](factor_shape)
-        if mask.shape != factor_shape:
-            raise ValueError(
-                f"{name} must have shape {factor_shape} for X with n_samples={m}, "
-                f"n_features={n} and r={r} components, got shape={mask.shape}."
-            )
-        masks.append(mask)
-    return tuple(masks)
+from skbutterfly._fsmf import fixed_support_factorize
+from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
+from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
 class FixedSupportFactorizer(
@@ -211,14 +123,14 @@ class FixedSupportFactorizer(
         "support_W": [
             "array-like",
             "sparse matrix",
-            StrOptions(_SUPPORT_NAMES),
+            StrOptions(SUPPORT_NAMES),
             callable,
             None,
         ],
         "support_H": [
             "array-like",
             "sparse matrix",
-            StrOptions(_SUPPORT_NAMES),
+            StrOptions(SUPPORT_NAMES),
             callable,
             None,
         ],
@@ -290,7 +202,7 @@ class FixedSupportFactorizer(
             The left factor, zero outside its support.
         """
         X = validate_estimator_input(self, X, reset=True)
-        S_W, S_H = _resolve_supports(
+        S_W, S_H = resolve_supports(
             self.support_W, self.support_H, self.n_components, X.shape
         )
         W, H, info = fixed_support_factorize(

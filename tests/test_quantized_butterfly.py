@@ -15,7 +15,7 @@ from skbutterfly import (
     round_to_format,
     storage_bits,
 )
-from skbutterfly._butterfly import ButterflyFactorizer
+from skbutterfly._butterfly_factorizer import ButterflyFactorizer
 from skbutterfly.datasets import hadamard, random_butterfly
 
 

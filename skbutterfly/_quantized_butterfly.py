@@ -18,14 +18,10 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._butterfly import ButterflyFactorizer
-from skbutterfly._formats import _PRESETS, FloatFormat, check_format, storage_bits
-from skbutterfly._quantize import (
-    _HEURISTICS,
-    _METHODS,
-    quantize_butterfly,
-    quantize_factors,
-)
+from skbutterfly._butterfly_factorizer import ButterflyFactorizer
+from skbutterfly._formats import PRESETS, FloatFormat, check_format, storage_bits
+from skbutterfly._quantize import HEURISTICS, quantize_butterfly, quantize_factors
+from skbutterfly._quantize_rank_one import QUANTIZE_METHODS
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
@@ -121,11 +117,11 @@ class QuantizedButterfly(
         "estimator": [HasMethods(["fit", "transform"]), None],
         "precision": [
             Interval(Integral, 1, 53, closed="both"),
-            StrOptions(set(_PRESETS)),
+            StrOptions(set(PRESETS)),
             FloatFormat,
         ],
-        "method": [StrOptions(set(_METHODS))],
-        "heuristic": [StrOptions(set(_HEURISTICS))],
+        "method": [StrOptions(set(QUANTIZE_METHODS))],
+        "heuristic": [StrOptions(set(HEURISTICS))],
         "n_jobs": [Integral, None],
     }
 

@@ -1,0 +1,147 @@
+"""The ``.npz`` file format of :class:`ButterflyMatrix`: ``save`` and ``load``.
+
+Layer 2 (structures).
+"""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import os
+import tempfile
+
+import numpy as np
+
+from skbutterfly._operator import ButterflyMatrix
+
+FILE_FORMAT = "skbutterfly.ButterflyMatrix"
+FILE_VERSION = 1
+
+
+def save(B, path) -> None:
+    """Write ``B`` to a ``.npz`` file (no pickle), atomically.
+
+    The implementation of :meth:`ButterflyMatrix.save`, which documents it.
+    """
+    arrays = {
+        "format": np.array(FILE_FORMAT),
+        "version": np.array(FILE_VERSION),
+        "shape": np.array(B.shape, dtype=np.int64),
+        "n_factors": np.array(B.n_factors),
+        "has_perm": np.array(B.perm is not None),
+    }
+    for i, K in enumerate(B.factors):
+        arrays[f"factor_{i}"] = K
+    if B.perm is not None:
+        arrays["perm"] = B.perm
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _scalar_int(value):
+    """The integer held by a 0-d integer array, or ValueError."""
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise ValueError(f"expected an integer scalar, got {value!r}")
+    return int(value)
+
+
+def load(path) -> ButterflyMatrix:
+    """Read a :class:`ButterflyMatrix` written by :meth:`ButterflyMatrix.save`.
+
+    The file is opened with ``allow_pickle=False``: nothing in it is executed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File to read.
+
+    Returns
+    -------
+    ButterflyMatrix
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, not an ``.npz`` archive, not written by
+        skbutterfly, of an unsupported version, truncated or inconsistent.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skbutterfly import load
+    >>> from skbutterfly.datasets import random_butterfly
+    >>> path = os.path.join(tempfile.mkdtemp(), "b.npz")
+    >>> random_butterfly(8, random_state=1).save(path)
+    >>> load(path)
+    <8x8 ButterflyMatrix with dtype=float64, 3 factors, nnz=48>
+    """
+    path = os.fspath(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"cannot load {path!r}: no such file.") from None
+    except Exception as exc:
+        raise ValueError(
+            f"cannot load {path!r}: not a readable .npz file ({exc})."
+        ) from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"cannot load {path!r}: not an .npz archive.")
+    # A damaged archive fails in many ways (zlib, zipfile, numpy header
+    # parsing, object arrays refused without pickle): report all as ValueError.
+    try:
+        with data:
+            contents = {key: data[key] for key in data.files}
+    except Exception as exc:
+        raise ValueError(
+            f"cannot load {path!r}: not a readable skbutterfly .npz file ({exc})."
+        ) from exc
+    if str(contents.get("format", "")) != FILE_FORMAT:
+        raise ValueError(
+            f"cannot load {path!r}: not a skbutterfly ButterflyMatrix file "
+            "(format field missing or different)."
+        )
+    try:
+        version = _scalar_int(contents["version"])
+        n_factors = _scalar_int(contents["n_factors"])
+        has_perm = contents["has_perm"]
+        if has_perm.shape != () or has_perm.dtype != bool:
+            raise ValueError("has_perm must be a boolean scalar")
+        shape = contents["shape"]
+        if shape.shape != (2,) or shape.dtype.kind not in "iu":
+            raise ValueError(f"shape must hold two integers, got {shape!r}")
+        shape = tuple(int(s) for s in shape)
+        if not 1 <= n_factors <= len(contents):
+            raise ValueError(
+                f"n_factors={n_factors} does not match the file's "
+                f"{len(contents)} members"
+            )
+        expected = {"format", "version", "shape", "n_factors", "has_perm"}
+        expected |= {f"factor_{i}" for i in range(n_factors)}
+        if has_perm:
+            expected.add("perm")
+        if set(contents) != expected:
+            raise ValueError(
+                f"members {sorted(set(contents))} differ from the expected "
+                f"{sorted(expected)}"
+            )
+        factors = [contents[f"factor_{i}"] for i in range(n_factors)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot load {path!r}: incomplete file ({exc}).") from exc
+    if version > FILE_VERSION:
+        raise ValueError(
+            f"cannot load {path!r}: file version {version} is newer than the "
+            f"supported version {FILE_VERSION}; upgrade skbutterfly."
+        )
+    try:
+        return ButterflyMatrix(factors, perm=contents.get("perm"), shape=shape)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"cannot load {path!r}: inconsistent content ({exc})."
+        ) from None
