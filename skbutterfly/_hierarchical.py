@@ -21,7 +21,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from skbutterfly._block_svd import low_rank_blocks
-from skbutterfly._ks import merge_blocks, pair_dims, split_blocks
+from skbutterfly._ks import class_blocks, merge_blocks, pair_dims, split_blocks
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
@@ -157,19 +157,6 @@ def _herm(X):
     return np.conj(np.swapaxes(X, -1, -2))
 
 
-def _class_views(K1, K2):
-    """Views of a pair's values as class blocks (the inverse of merge_blocks).
-
-    Returns ``U`` of shape ``(a1, delta, alpha, d2, b1, r)`` (the left
-    factor's columns of each class) and ``V`` of shape
-    ``(a1, delta, alpha, d2, r, c2)`` (the right factor's rows).
-    """
-    a1, b1, alpha, r, delta, c2, d2 = pair_dims(K1.shape, K2.shape)
-    U = K1.reshape(a1, b1, alpha, r, delta, d2).transpose(0, 4, 2, 5, 1, 3)
-    V = K2.reshape(a1, alpha, r, delta, c2, d2).transpose(0, 3, 1, 5, 2, 4)
-    return U, V
-
-
 def _thin_qr(M):
     """``M = Q T`` for a stack of ``(m, r)`` blocks, ``Q`` of ``M``'s shape.
 
@@ -189,14 +176,14 @@ def _thin_qr(M):
 
 def _left_normalize(K1, K2):
     """Orthonormalise the class blocks of ``K1``, pushing ``T`` into ``K2``."""
-    U, V = _class_views(K1, K2)
+    U, V = class_blocks(K1, K2)
     Q, T = _thin_qr(U)
     return merge_blocks(Q, T @ V, K1.shape, K2.shape)
 
 
 def _right_normalize(K1, K2):
     """Orthonormalise the class blocks of ``K2`` (rows), pushing into ``K1``."""
-    U, V = _class_views(K1, K2)
+    U, V = class_blocks(K1, K2)
     Q, T = _thin_qr(_herm(V))
     return merge_blocks(U @ _herm(T), _herm(Q), K1.shape, K2.shape)
 

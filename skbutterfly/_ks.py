@@ -126,6 +126,48 @@ def fuse_values(K1, K2):
     return F.reshape(a1, b1 * delta, alpha * c2, d2)
 
 
+def class_blocks(K1, K2):
+    """The class blocks of a chainable pair: the one pair <-> blocks bijection.
+
+    The product of two chainable Kronecker-sparse factors is a sum of
+    disjoint rectangles, one per equivalence class of the pair (the
+    ``(a1, delta, alpha, d2)`` grid); class ``g`` contributes the block
+    ``U[g] @ V[g]``, with ``U[g]`` the ``r`` columns of the left factor and
+    ``V[g]`` the ``r`` rows of the right factor that meet on it. This
+    function returns those views; :func:`merge_blocks` is its inverse and
+    :func:`split_blocks` arranges a target matrix in the same class order.
+
+    Parameters
+    ----------
+    K1, K2 : ndarray
+        Values of the left and the right factor (4-D, chainable).
+
+    Returns
+    -------
+    U : ndarray of shape (a1, delta, alpha, d2, b1, r)
+        The left factor's columns of each class (a view when possible).
+    V : ndarray of shape (a1, delta, alpha, d2, r, c2)
+        The right factor's rows of each class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly._ks import class_blocks, fuse_values, merge_blocks
+    >>> rng = np.random.default_rng(0)
+    >>> K1, K2 = rng.normal(size=(1, 2, 2, 2)), rng.normal(size=(2, 2, 2, 1))
+    >>> U, V = class_blocks(K1, K2)
+    >>> U.shape, V.shape
+    ((1, 2, 2, 1, 2, 1), (1, 2, 2, 1, 1, 2))
+    >>> L, R = merge_blocks(U, V, K1.shape, K2.shape)
+    >>> np.array_equal(L, K1) and np.array_equal(R, K2)
+    True
+    """
+    a1, b1, alpha, r, delta, c2, d2 = pair_dims(K1.shape, K2.shape)
+    U = K1.reshape(a1, b1, alpha, r, delta, d2).transpose(0, 4, 2, 5, 1, 3)
+    V = K2.reshape(a1, alpha, r, delta, c2, d2).transpose(0, 3, 1, 5, 2, 4)
+    return U, V
+
+
 def split_blocks(T, left_shape, right_shape):
     """View the target of a two-factor split as a stack of blocks.
 
@@ -140,7 +182,7 @@ def split_blocks(T, left_shape, right_shape):
 
 
 def merge_blocks(U, V, left_shape, right_shape):
-    """Inverse of :func:`split_blocks` for the two factors of every block.
+    """Inverse of :func:`class_blocks`: the pair's values from its class blocks.
 
     ``U`` of shape ``(a1, delta, alpha, d2, b1, r)`` and ``V`` of shape
     ``(a1, delta, alpha, d2, r, c2)`` become the values of the left and the

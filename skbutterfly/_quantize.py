@@ -16,7 +16,13 @@ from functools import reduce
 import numpy as np
 
 from skbutterfly._formats import check_format, output_dtype, round_to_format
-from skbutterfly._ks import fuse_values, ks_indices, pair_dims
+from skbutterfly._ks import (
+    class_blocks,
+    fuse_values,
+    ks_indices,
+    merge_blocks,
+    pair_dims,
+)
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._quantize_rank_one import check_method, quantize_terms, real_float64
@@ -104,38 +110,21 @@ def quantize_factors(W, H, fmt, method: str = "exact", n_jobs=None):
 # Butterflies
 # ----------------------------------------------------------------------------
 
-# Axes of the pair reshapes of :func:`fuse_values` moved so that the terms
-# (u, g, x, v, rho) come first and the vectors last.
-HEURISTICS = ("pairwise", "left-to-right", "rtn")
-
-_LEFT_AXES = (0, 2, 4, 5, 3, 1)  # (a1, b1, alpha, r, delta, d2) -> terms, b1
-_RIGHT_AXES = (0, 1, 3, 5, 2, 4)  # (a1, alpha, r, delta, c2, d2) -> terms, c2
-
-
 def _pair_terms(K1, K2):
     """Rank-one terms of a chainable pair: ``X`` (T, b1), ``Y`` (T, c2).
 
-    Rows are ordered ``(u, g, x, v, rho)``: the ``r`` terms of one class are
-    consecutive.
+    The terms are the class blocks' columns and rows (:func:`class_blocks`),
+    class by class: the ``r`` terms of one class are consecutive.
     """
-    a1, b1, alpha, r, delta, c2, d2 = pair_dims(K1.shape, K2.shape)
-    L = K1.reshape(a1, b1, alpha, r, delta, d2).transpose(_LEFT_AXES)
-    R = K2.reshape(a1, alpha, r, delta, c2, d2).transpose(_RIGHT_AXES)
-    return L.reshape(-1, b1), R.reshape(-1, c2)
+    U, V = class_blocks(K1, K2)
+    return U.swapaxes(-1, -2).reshape(-1, U.shape[-2]), V.reshape(-1, V.shape[-1])
 
 
-def _left_values(X, K1_shape, K2_shape):
-    """Inverse of the left half of :func:`_pair_terms`."""
-    a1, b1, alpha, r, delta, _, d2 = pair_dims(K1_shape, K2_shape)
-    L = X.reshape(a1, alpha, delta, d2, r, b1).transpose(np.argsort(_LEFT_AXES))
-    return np.ascontiguousarray(L).reshape(K1_shape)
-
-
-def _right_values(Y, K1_shape, K2_shape):
-    """Inverse of the right half of :func:`_pair_terms`."""
-    a1, _, alpha, r, delta, c2, d2 = pair_dims(K1_shape, K2_shape)
-    R = Y.reshape(a1, alpha, delta, d2, r, c2).transpose(np.argsort(_RIGHT_AXES))
-    return np.ascontiguousarray(R).reshape(K2_shape)
+def _pair_values(X, Y, K1_shape, K2_shape):
+    """Inverse of :func:`_pair_terms`: the pair's values from its terms."""
+    a1, b1, alpha, r, delta, c2, d2 = pair_dims(K1_shape, K2_shape)
+    U = X.reshape(a1, delta, alpha, d2, r, b1).swapaxes(-1, -2)
+    return merge_blocks(U, Y.reshape(a1, delta, alpha, d2, r, c2), K1_shape, K2_shape)
 
 
 def _class_errors(X, Y, Xh, Yh, r):
@@ -165,10 +154,11 @@ def _quantize_pair(K1, K2, fmt, method, n_jobs):
         worse = _class_errors(X, Y, Xh, Yh, r) > _class_errors(X, Y, Xr, Yr, r)
         worse = np.repeat(worse, r)
         Xh[worse], Yh[worse] = Xr[worse], Yr[worse]
-    return _left_values(Xh, K1.shape, K2.shape), _right_values(Yh, K1.shape, K2.shape)
+    return _pair_values(Xh, Yh, K1.shape, K2.shape)
 
 
 def _pairwise(factors, fmt, method, n_jobs):
+    factors = [real_float64(K) for K in factors]
     out = []
     for i in range(0, len(factors) - 1, 2):
         out.extend(_quantize_pair(factors[i], factors[i + 1], fmt, method, n_jobs))
@@ -178,9 +168,9 @@ def _pairwise(factors, fmt, method, n_jobs):
 
 
 def _left_to_right(factors, fmt, method, n_jobs):
+    factors = [real_float64(K) for K in factors]
     if len(factors) == 1:
         return [round_to_format(factors[0], fmt)]
-    factors = list(factors)
     out = []
     for k in range(len(factors) - 2):
         K1 = factors[k]
@@ -191,16 +181,28 @@ def _left_to_right(factors, fmt, method, n_jobs):
             [X, Y],
             n_jobs,
         )
-        out.append(_left_values(Xh, K1.shape, rest.shape))
+        out.append(_pair_values(Xh, Y, K1.shape, rest.shape)[0])
         # mu scales column j of K1's factor, i.e. row j of the next factor
         a1, _, c1, d1 = K1.shape
-        mu_cols = _left_values(
-            np.broadcast_to(mu[:, None], X.shape), K1.shape, rest.shape
-        )[:, 0].reshape(a1 * c1 * d1)
+        mu_terms = np.broadcast_to(mu[:, None], X.shape)
+        mu_cols = _pair_values(mu_terms, Y, K1.shape, rest.shape)[0]
+        mu_cols = mu_cols[:, 0].reshape(a1 * c1 * d1)
         nxt = factors[k + 1]
         factors[k + 1] = nxt * mu_cols[ks_indices(nxt.shape)[0]]
     out.extend(_quantize_pair(factors[-2], factors[-1], fmt, method, n_jobs))
     return out
+
+
+def _round_each(factors, fmt, method, n_jobs):
+    return [round_to_format(K, fmt) for K in factors]
+
+
+# Name -> function(factors, fmt, method, n_jobs) of the butterfly heuristics.
+HEURISTICS = {
+    "pairwise": _pairwise,
+    "left-to-right": _left_to_right,
+    "rtn": _round_each,
+}
 
 
 def quantize_butterfly(
@@ -285,14 +287,13 @@ def quantize_butterfly(
     fmt = check_format(fmt)
     check_method(method, fmt)
     if heuristic not in HEURISTICS:
-        raise ValueError(f"heuristic must be one of {HEURISTICS}, got {heuristic!r}.")
+        raise ValueError(
+            f"heuristic must be one of {tuple(HEURISTICS)}, got {heuristic!r}."
+        )
     dtype = output_dtype(B.dtype, fmt)
-    if heuristic == "rtn" or method == "rtn":
-        factors = [round_to_format(K, fmt) for K in B.factors]
-    else:
-        factors = [real_float64(K) for K in B.factors]
-        combine = _pairwise if heuristic == "pairwise" else _left_to_right
-        factors = combine(factors, fmt, method, n_jobs)
+    # "rtn" as the rank-one method means round-to-nearest everywhere.
+    combine = HEURISTICS["rtn" if method == "rtn" else heuristic]
+    factors = combine(list(B.factors), fmt, method, n_jobs)
     return ButterflyMatrix(
         [K.astype(dtype) for K in factors], perm=B.perm, shape=B.shape
     )
