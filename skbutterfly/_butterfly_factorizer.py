@@ -3,25 +3,26 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import copy
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._hierarchical import TREES, butterfly_factorize, frobenius_error
+from skbutterfly._base import _BaseFactorizer
+from skbutterfly._hierarchical import (
+    TREES,
+    factorize_with_error,
+    frobenius_error,
+    plan_factorization,
+)
+from skbutterfly._quantize import quantize_butterfly
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
-class ButterflyFactorizer(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
-):
+class ButterflyFactorizer(_BaseFactorizer):
     """Approximate a matrix by a fast butterfly operator.
 
     ``fit(X)`` finds sparse factors and a column permutation with
@@ -64,7 +65,8 @@ default="balanced"
     reconstruction_err_ : float
         :math:`\\|X - \\hat X\\|_F`.
     relative_error_ : float
-        :math:`\\|X - \\hat X\\|_F / \\|X\\|_F` (0 for a zero ``X``).
+        :math:`\\|X - \\hat X\\|_F / \\|X\\|_F` (for a zero ``X``: 0 when
+        reproduced exactly, else ``inf``).
     n_features_in_ : int
         Number of columns of ``X``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -88,6 +90,8 @@ default="balanced"
     >>> est.transform(np.eye(8)).shape
     (8, 8)
     """
+
+    _factor_attributes = ("butterfly_",)
 
     _parameter_constraints: dict = {
         "n_factors": [Interval(Integral, 1, None, closed="left"), None],
@@ -137,20 +141,19 @@ default="balanced"
             The fitted estimator.
         """
         X = validate_estimator_input(self, X, reset=True)
-        self.butterfly_ = butterfly_factorize(
-            X,
-            n_factors=self.n_factors,
-            rank=self.rank,
-            tree=self.tree,
-            permutation=self.permutation,
-            orthonormalize=self.orthonormalize,
-            padding=self.padding,
-            n_jobs=self.n_jobs,
+        plan = plan_factorization(
+            X.shape,
+            self.n_factors,
+            self.rank,
+            self.tree,
+            self.permutation,
+            self.padding,
+        )
+        self.butterfly_, error = factorize_with_error(
+            X, *plan, self.orthonormalize, self.n_jobs
         )
         self.n_factors_ = self.butterfly_.n_factors
-        self.reconstruction_err_ = frobenius_error(X, self.butterfly_)
-        norm = float(np.linalg.norm(X))
-        self.relative_error_ = self.reconstruction_err_ / norm if norm > 0 else 0.0
+        self._set_errors(X, error)
         if self.verbose:
             print(
                 f"[ButterflyFactorizer] {self.n_factors_} factors, nnz="
@@ -203,35 +206,31 @@ default="balanced"
         B_H = self.butterfly_.H
         return np.conj(np.asarray(B_H.matmat(np.conj(X.T).astype(dtype)))).T
 
-    def score(self, X, y=None):
-        """Minus the relative error of the fitted operator on ``X``.
+    def _approximation(self):
+        return self.butterfly_.toarray()
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Matrix of the shape seen in ``fit``.
-        y : Ignored
-            Not used, present for API consistency by convention.
+    def _stored_factors(self):
+        return self.butterfly_
 
-        Returns
-        -------
-        float
-            :math:`-\\|X - \\hat X\\|_F / \\|X\\|_F` (higher is better; 0 for a
-            zero ``X`` exactly reproduced).
-        """
-        check_is_fitted(self)
-        X = validate_estimator_input(self, X, reset=False)
+    def _stored_values(self):
+        return self.butterfly_.nnz, self.butterfly_.dtype
+
+    def _error(self, X):
         if X.shape[0] != self.butterfly_.shape[0]:
             raise ValueError(
                 f"X must have the fitted shape, got n_samples={X.shape[0]}, "
                 f"n_features={X.shape[1]}; expected n_samples="
                 f"{self.butterfly_.shape[0]}."
             )
-        error = frobenius_error(X, self.butterfly_)
-        norm = float(np.linalg.norm(X))
-        if norm == 0:
-            return 0.0 if error == 0 else -np.inf
-        return -error / norm
+        return frobenius_error(X, self.butterfly_)
+
+    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs):
+        quantized = copy.copy(self)
+        quantized.butterfly_ = quantize_butterfly(
+            self.butterfly_, fmt, heuristic, method, n_jobs=n_jobs
+        )
+        quantized._set_errors(X, quantized._error(X))
+        return quantized
 
     @property
     def _n_features_out(self):
@@ -239,6 +238,5 @@ default="balanced"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.input_tags.sparse = False
         return tags

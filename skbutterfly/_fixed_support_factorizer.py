@@ -3,26 +3,22 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from skbutterfly._base import _BaseFactorizer
 from skbutterfly._fsmf import fixed_support_factorize
+from skbutterfly._quantize import quantize_factors
 from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
-class FixedSupportFactorizer(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
-):
+class FixedSupportFactorizer(_BaseFactorizer):
     """Factorize a matrix as ``X ≈ W @ H`` with fixed sparsity supports.
 
     NMF-like: ``fit_transform(X)`` returns ``W`` (of shape
@@ -118,6 +114,8 @@ class FixedSupportFactorizer(
     >>> est.analysis_.condition
     'disjoint'
     """
+
+    _factor_attributes = ("W_", "components_")
 
     _parameter_constraints: dict = {
         "support_W": [
@@ -269,33 +267,31 @@ class FixedSupportFactorizer(
             )
         return X @ self.components_
 
-    def score(self, X, y=None):
-        """Negative relative error of the reconstruction of ``X`` (higher is better).
+    def _approximation(self):
+        return self.W_ @ self.components_
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows to reconstruct through :meth:`transform`.
-        y : Ignored
-            Not used, present for API consistency.
+    def _stored_factors(self):
+        return self.W_, self.components_
 
-        Returns
-        -------
-        score : float
-            :math:`-\\|X - \\mathrm{transform}(X) H\\|_F / \\|X\\|_F`.
-        """
-        check_is_fitted(self)
-        X = validate_estimator_input(self, X, reset=False)
-        codes = self._codes(X)
-        error = float(np.linalg.norm(X - codes @ self.components_))
-        norm = float(np.linalg.norm(X))
-        return -(error / norm if norm > 0 else error)
+    def _stored_values(self):
+        count = sum(int(np.count_nonzero(S)) for S in self.supports_)
+        return count, self.W_.dtype
+
+    def _error(self, X):
+        # Rows reconstructed through their least-squares codes.
+        return float(np.linalg.norm(X - self._codes(X) @ self.components_))
+
+    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs):
+        quantized = copy.copy(self)
+        # Two factors have no heuristic to choose: "rtn" there is the method.
+        method = "rtn" if heuristic == "rtn" else method
+        quantized.W_, quantized.components_ = quantize_factors(
+            self.W_, self.components_, fmt, method, n_jobs=n_jobs
+        )
+        residual = X - quantized.W_ @ quantized.components_
+        quantized._set_errors(X, float(np.linalg.norm(residual)))
+        return quantized
 
     @property
     def _n_features_out(self):
         return self.components_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags

@@ -21,7 +21,13 @@ from numbers import Integral, Real
 import numpy as np
 
 from skbutterfly._block_svd import low_rank_blocks
-from skbutterfly._ks import class_blocks, merge_blocks, pair_dims, split_blocks
+from skbutterfly._ks import (
+    class_blocks,
+    fuse_values,
+    merge_blocks,
+    pair_dims,
+    split_blocks,
+)
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
@@ -35,6 +41,10 @@ _MIN_CHUNK = 256
 
 # Columns of the operator evaluated at once when measuring an error.
 _ERROR_CHUNK = 256
+# Default accuracy of the block SVDs of large blocks (subspace iteration).
+_SVD_TOL = 1e-3
+# Entries of the block products formed at once by _root_error.
+_ERROR_ENTRIES = 1 << 20
 
 
 # ----------------------------------------------------------------------------
@@ -274,12 +284,17 @@ def _move_centre(nodes, centre):
 
 
 def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
-    """Factors (4-D values, left to right) of ``A_padded[:, perm]``."""
+    """Factors of ``A_padded[:, perm]`` and the blocks of its root split.
+
+    Returns the 4-D values of the factors, left to right, and the stacked
+    blocks of the root target (``None`` for one factor, which is the target).
+    """
     n_factors = len(patterns)
     if n_factors == 1:
         (pattern,) = patterns
-        return [_root_blocks(A, perm, pattern, pattern).reshape(pattern)]
+        return [_root_blocks(A, perm, pattern, pattern).reshape(pattern)], None
     nodes = [_Node(0, n_factors - 1, None)]
+    root_blocks = None
     for i in order:
         k = next(j for j, node in enumerate(nodes) if node.start <= i < node.stop)
         if orthonormalize:
@@ -288,7 +303,7 @@ def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
         left = _fused(patterns, node.start, i)
         right = _fused(patterns, i + 1, node.stop)
         if node.values is None:
-            blocks = _root_blocks(A, perm, left, right)
+            blocks = root_blocks = _root_blocks(A, perm, left, right)
         else:
             b1, c2 = left.b, right.c
             blocks = split_blocks(node.values, left, right).reshape(-1, b1, c2)
@@ -300,7 +315,29 @@ def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
             _Node(node.start, i, K1, "left" if orthonormalize else None),
             _Node(i + 1, node.stop, K2),
         ]
-    return [node.values for node in nodes]
+    return [node.values for node in nodes], root_blocks
+
+
+def _root_error(factors, root_blocks, split):
+    """``||T - F_1 ... F_J||_F`` from the root target's blocks ``T``.
+
+    The product's class blocks at the root split (after factor ``split``)
+    are those of the fused left and right parts (:func:`class_blocks`), in
+    the order of the root blocks: one batched product, no dense operator.
+    """
+    if root_blocks is None:
+        return 0.0
+    left = functools.reduce(fuse_values, factors[: split + 1])
+    right = functools.reduce(fuse_values, factors[split + 1 :])
+    U, V = class_blocks(left, right)
+    U = U.reshape(-1, *U.shape[-2:])
+    V = V.reshape(-1, *V.shape[-2:])
+    step = max(1, _ERROR_ENTRIES // root_blocks[0].size)
+    total = 0.0
+    for lo in range(0, len(root_blocks), step):
+        hi = lo + step
+        total += float(np.linalg.norm(root_blocks[lo:hi] - U[lo:hi] @ V[lo:hi]) ** 2)
+    return float(np.sqrt(total))
 
 
 def frobenius_error(A, B):
@@ -325,7 +362,7 @@ def butterfly_factorize(
     padding: str = "zeros",
     n_jobs: int | None = None,
     *,
-    svd_tol: float = 1e-3,
+    svd_tol: float = _SVD_TOL,
 ) -> ButterflyMatrix:
     """Approximate a matrix by a butterfly product (hierarchical algorithm).
 
@@ -437,22 +474,59 @@ default=None
     True
     """
     A = check_matrix(A, name="A")
-    arch = architecture(A.shape, n_factors=n_factors, rank=rank, padding=padding)
+    plan = plan_factorization(A.shape, n_factors, rank, tree, permutation, padding)
+    B, _ = factorize_with_error(
+        A, *plan, orthonormalize, n_jobs, svd_tol=svd_tol, need_error=len(plan[2]) > 1
+    )
+    return B
+
+
+def plan_factorization(shape, n_factors, rank, tree, permutation, padding):
+    """The architecture, split order and permutation candidates of a call."""
+    arch = architecture(shape, n_factors=n_factors, rank=rank, padding=padding)
     order = split_order(tree, len(arch))
+    candidates = permutation_candidates(permutation, arch.padded_shape[1])
+    return arch, order, candidates
+
+
+def factorize_with_error(
+    A,
+    arch,
+    order,
+    candidates,
+    orthonormalize,
+    n_jobs,
+    *,
+    svd_tol=_SVD_TOL,
+    need_error=True,
+):
+    """The algorithm on validated input: the best operator and its error.
+
+    Shared by :func:`butterfly_factorize` and the estimator, which validate
+    ``A`` once and plan with :func:`plan_factorization`. The error is ``||A - B||_F``
+    (``None`` when not needed for a single candidate); without padding it
+    comes from the root blocks (:func:`_root_error`), else from the operator
+    by column chunks.
+    """
     if not isinstance(orthonormalize, (bool, np.bool_)):
         raise TypeError(f"orthonormalize must be a bool, got {orthonormalize!r}.")
     if not (isinstance(svd_tol, Real) and 0 <= svd_tol < np.inf):
         raise ValueError(f"svd_tol must be a finite number >= 0, got {svd_tol!r}.")
-    candidates = permutation_candidates(permutation, arch.padded_shape[1])
+    orthonormalize = bool(orthonormalize)
+    padded = tuple(arch.padded_shape) != A.shape
     best, best_error = None, np.inf
     for perm in candidates:
-        factors = _factorize_chain(
-            A, arch.patterns, perm, order, bool(orthonormalize), svd_tol, n_jobs
+        factors, root_blocks = _factorize_chain(
+            A, arch.patterns, perm, order, orthonormalize, svd_tol, n_jobs
         )
         B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
-        if len(candidates) == 1:
-            return B
-        error = frobenius_error(A, B)
+        if not need_error:
+            return B, None
+        if padded:
+            error = frobenius_error(A, B)
+        else:
+            error = _root_error(factors, root_blocks, order[0] if order else 0)
+        del root_blocks
         if error < best_error:
             best, best_error = B, error
-    return best
+    return best, best_error

@@ -1,4 +1,4 @@
-"""The :class:`QuantizedButterfly` meta-estimator (a thin layer over ``_quantize``)."""
+"""The :class:`QuantizedButterfly` meta-estimator (layer 4, estimators)."""
 
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
@@ -6,28 +6,20 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    MetaEstimatorMixin,
-    TransformerMixin,
-    _fit_context,
-    clone,
-)
+from sklearn.base import MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from skbutterfly._base import _BaseFactorizer, relative_error
 from skbutterfly._butterfly_factorizer import ButterflyFactorizer
 from skbutterfly._formats import PRESETS, FloatFormat, check_format, storage_bits
-from skbutterfly._quantize import HEURISTICS, quantize_butterfly, quantize_factors
+from skbutterfly._quantize import HEURISTICS
 from skbutterfly._quantize_rank_one import QUANTIZE_METHODS
-from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._validation import validate_estimator_input
 
 
-class QuantizedButterfly(
-    MetaEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
-):
+class QuantizedButterfly(MetaEstimatorMixin, _BaseFactorizer):
     """Fit a sparse factorization, then quantize its factors to a float format.
 
     ``fit(X)`` fits ``clone(estimator)`` to ``X`` (a
@@ -69,6 +61,9 @@ class QuantizedButterfly(
         The fitted inner estimator (unquantized).
     format_ : FloatFormat
         The format used.
+    quantized_ : estimator object
+        A fitted copy of ``estimator_`` with quantized factors, to which
+        ``transform``, ``inverse_transform`` and ``score`` delegate.
     butterfly_ : ButterflyMatrix
         The quantized butterfly (butterfly inner estimators only).
     W_ : ndarray of shape (n_samples, r)
@@ -157,53 +152,43 @@ class QuantizedButterfly(
         """
         X_checked = validate_estimator_input(self, X, reset=True)
         estimator = ButterflyFactorizer() if self.estimator is None else self.estimator
-        self.estimator_ = clone(estimator).fit(X, y)
-        fmt = check_format(self.precision)
-        inner = self.estimator_
-        heuristic = "rtn" if self.method == "rtn" else self.heuristic
-        if hasattr(inner, "butterfly_"):
-            self.butterfly_ = quantize_butterfly(
-                inner.butterfly_, fmt, heuristic, self.method, n_jobs=self.n_jobs
-            )
-            stored = self.butterfly_
-        elif hasattr(inner, "W_") and hasattr(inner, "components_"):
-            method = "rtn" if heuristic == "rtn" else self.method
-            self.W_, self.components_ = quantize_factors(
-                inner.W_, inner.components_, fmt, method, n_jobs=self.n_jobs
-            )
-            stored = (self.W_, self.components_)
-        else:
+        inner = self.estimator_ = clone(estimator).fit(X, y)
+        # The one requirement on the inner estimator (see _BaseFactorizer).
+        if not callable(getattr(inner, "_quantized_copy", None)):
             raise TypeError(
-                "estimator must expose butterfly_ (like ButterflyFactorizer) or W_ "
-                "and components_ (like FixedSupportFactorizer) once fitted, got "
-                f"{type(inner).__name__}."
+                "estimator must expose butterfly_ or W_ and components_ once "
+                "fitted: a factorizer of skbutterfly such as ButterflyFactorizer "
+                f"or FixedSupportFactorizer, got {type(inner).__name__}."
             )
-        self.format_ = fmt
-        self.storage_bits_ = storage_bits(stored, fmt)
-        norm = float(np.linalg.norm(X_checked))
-        self.reconstruction_err_ = float(
-            np.linalg.norm(X_checked - self._approximation())
+        fmt = self.format_ = check_format(self.precision)
+        quantized = self.quantized_ = inner._quantized_copy(
+            X_checked, fmt, self.method, self.heuristic, self.n_jobs
         )
-        self.relative_error_ = _relative(self.reconstruction_err_, norm)
-        unquantized = _inner_approximation(inner)
-        self.unquantized_error_ = _relative(
-            float(np.linalg.norm(X_checked - unquantized)), norm
+        for name in quantized._factor_attributes:
+            setattr(self, name, getattr(quantized, name))
+        self.storage_bits_ = storage_bits(quantized._stored_factors(), fmt)
+        self.reconstruction_err_ = quantized.reconstruction_err_
+        self.relative_error_ = quantized.relative_error_
+        residual = float(np.linalg.norm(X_checked - inner._approximation()))
+        self.unquantized_error_ = relative_error(
+            residual, float(np.linalg.norm(X_checked))
         )
         return self
 
     def _approximation(self):
-        if hasattr(self, "butterfly_"):
-            return self.butterfly_.toarray()
-        return self.W_ @ self.components_
+        return self.quantized_._approximation()
 
-    def _check_columns(self, C, expected):
-        C = check_matrix(C, name="X")
-        if C.shape[1] != expected:
-            raise ValueError(
-                f"X must have {expected} columns, got n_samples={C.shape[0]}, "
-                f"n_features={C.shape[1]}."
-            )
-        return C
+    def _stored_factors(self):
+        return self.quantized_._stored_factors()
+
+    def _stored_values(self):
+        return self.quantized_._stored_values()
+
+    def _storage_bits(self):
+        return self.storage_bits_
+
+    def _error(self, X):
+        return self.quantized_._error(X)
 
     def transform(self, X):
         """Transform ``X`` with the quantized factors.
@@ -216,15 +201,13 @@ class QuantizedButterfly(
         Returns
         -------
         ndarray of shape (n_samples, n_features_out)
+            The inner estimator's ``transform`` with the quantized factors:
             ``X @ B^T`` for a butterfly :math:`B` (the fast operator applied
             to every sample), the least-squares codes for the quantized ``H``
-            (minimum-norm solution) for two factors.
+            for two factors.
         """
         check_is_fitted(self)
-        X = validate_estimator_input(self, X, reset=False)
-        if hasattr(self, "butterfly_"):
-            return np.asarray(self.butterfly_ @ X.T).T
-        return np.linalg.lstsq(self.components_.T, X.T, rcond=None)[0].T
+        return self.quantized_.transform(X)
 
     def inverse_transform(self, X):
         """Map codes back to the data space with the quantized factors.
@@ -240,62 +223,15 @@ class QuantizedButterfly(
             ``X @ B`` for a butterfly :math:`B`, ``X @ H`` for two factors.
         """
         check_is_fitted(self)
-        if hasattr(self, "butterfly_"):
-            X = self._check_columns(X, self.butterfly_.shape[0])
-            return np.asarray(self.butterfly_.T @ X.T).T
-        X = self._check_columns(X, self.components_.shape[0])
-        return X @ self.components_
-
-    def score(self, X, y=None):
-        """Negative relative error of the quantized approximation (higher is better).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            For a butterfly, the matrix approximated (its shape is the
-            operator's); for two factors, rows reconstructed through
-            :meth:`transform`, as the inner estimator does.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        score : float
-            :math:`-\\|X - \\hat X\\|_F / \\|X\\|_F`.
-        """
-        check_is_fitted(self)
-        X = validate_estimator_input(self, X, reset=False)
-        if hasattr(self, "butterfly_"):
-            if X.shape != self.butterfly_.shape:
-                raise ValueError(
-                    f"X must have the operator's shape {self.butterfly_.shape}, got "
-                    f"n_samples={X.shape[0]}, n_features={X.shape[1]}."
-                )
-            X_hat = self.butterfly_.toarray()
-        else:
-            codes = np.linalg.lstsq(self.components_.T, X.T, rcond=None)[0].T
-            X_hat = codes @ self.components_
-        return -_relative(float(np.linalg.norm(X - X_hat)), float(np.linalg.norm(X)))
+        return self.quantized_.inverse_transform(X)
 
     @property
     def _n_features_out(self):
-        if hasattr(self, "butterfly_"):
-            return self.butterfly_.shape[0]
-        return self.components_.shape[0]
+        return self.quantized_._n_features_out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         estimator = ButterflyFactorizer() if self.estimator is None else self.estimator
         tags.input_tags = get_tags(estimator).input_tags
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-
-def _relative(error, norm):
-    return error / norm if norm > 0 else error
-
-
-def _inner_approximation(inner):
-    if hasattr(inner, "butterfly_"):
-        return inner.butterfly_.toarray()
-    return inner.W_ @ inner.components_

@@ -33,8 +33,10 @@ from collections.abc import Callable
 from numbers import Real
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from skbutterfly._base import _BaseFactorizer, relative_error
 from skbutterfly._validation import check_matrix
 
 __all__ = [
@@ -47,47 +49,22 @@ __all__ = [
     "snr_db",
 ]
 
-_SUPPORTED = (
-    "a fitted ButterflyFactorizer, FixedSupportFactorizer or QuantizedButterfly "
-    "(an estimator with `butterfly_`, or with `W_` and `components_`)"
-)
-
-
-def _approximation(estimator):
-    """Dense fitted approximation of a factorizer, shape of the fitted matrix."""
-    check_is_fitted(estimator)
-    butterfly = getattr(estimator, "butterfly_", None)
-    if butterfly is not None:
-        return butterfly.toarray()
-    W = getattr(estimator, "W_", None)
-    H = getattr(estimator, "components_", None)
-    if W is not None and H is not None:
-        return np.asarray(W) @ np.asarray(H)
-    raise TypeError(f"the scorer needs {_SUPPORTED}, got {type(estimator).__name__}.")
-
-
-def _stored_values(estimator):
-    """Number of stored values (the supports' sizes) and their dtype."""
-    check_is_fitted(estimator)
-    butterfly = getattr(estimator, "butterfly_", None)
-    if butterfly is not None:
-        return butterfly.nnz, butterfly.dtype
-    W = getattr(estimator, "W_", None)
-    # A QuantizedButterfly keeps the supports on its inner estimator.
-    owners = (estimator, getattr(estimator, "estimator_", None))
-    supports = next(
-        (o.supports_ for o in owners if getattr(o, "supports_", None) is not None),
-        None,
-    )
-    if supports is not None and W is not None:
-        return sum(int(np.count_nonzero(S)) for S in supports), np.asarray(W).dtype
-    raise TypeError(f"the scorer needs {_SUPPORTED}, got {type(estimator).__name__}.")
+def _factorizer(estimator):
+    """The fitted factorizer behind ``estimator`` (a ``FrozenEstimator`` unwrapped)."""
+    inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
+    if not isinstance(inner, _BaseFactorizer):
+        raise TypeError(
+            "the scorer needs a fitted ButterflyFactorizer, FixedSupportFactorizer or "
+            f"QuantizedButterfly, got {type(inner).__name__}."
+        )
+    check_is_fitted(inner)
+    return inner
 
 
 def _errors(estimator, X):
     """Frobenius norms of ``X - X_hat`` and of ``X``, and the dtype of ``X``."""
     X = check_matrix(X, name="X")
-    X_hat = _approximation(estimator)
+    X_hat = _factorizer(estimator)._approximation()
     if X_hat.shape != X.shape:
         raise ValueError(
             "the scorer compares the fitted approximation with X, which must be "
@@ -136,9 +113,7 @@ def neg_relative_error(estimator, X, y=None) -> float:
     True
     """
     residual, norm, _ = _errors(estimator, X)
-    if norm == 0.0:
-        return 0.0 if residual == 0.0 else -np.inf
-    return -residual / norm
+    return -relative_error(residual, norm)
 
 
 def snr_db(estimator, X, y=None) -> float:
@@ -221,11 +196,7 @@ def neg_storage_bits(estimator, X=None, y=None) -> float:
     >>> neg_storage_bits(est)
     -8192.0
     """
-    bits = getattr(estimator, "storage_bits_", None)
-    if bits is None:
-        nnz, dtype = _stored_values(estimator)
-        bits = nnz * 8 * dtype.itemsize
-    return -float(bits)
+    return -float(_factorizer(estimator)._storage_bits())
 
 
 def neg_flops(estimator, X=None, y=None) -> float:
@@ -258,7 +229,7 @@ def neg_flops(estimator, X=None, y=None) -> float:
     >>> neg_flops(ButterflyFactorizer().fit(hadamard(16)))
     -256.0
     """
-    nnz, _ = _stored_values(estimator)
+    nnz, _ = _factorizer(estimator)._stored_values()
     return -2.0 * nnz
 
 

@@ -22,8 +22,8 @@ from skbutterfly.model_selection import (
 )
 
 
-class FittedButterfly(BaseEstimator):
-    """Test double: a 'fitted' model holding a given ButterflyMatrix."""
+class FittedButterfly(ButterflyFactorizer):
+    """Test double: a 'fitted' ButterflyFactorizer holding a given operator."""
 
     def __init__(self, butterfly=None):
         self.butterfly = butterfly
@@ -33,8 +33,8 @@ class FittedButterfly(BaseEstimator):
         return self
 
 
-class FittedTwoFactor(BaseEstimator):
-    """Test double: W_, components_ and supports_ as FixedSupportFactorizer has."""
+class FittedTwoFactor(FixedSupportFactorizer):
+    """Test double: a 'fitted' FixedSupportFactorizer with given factors."""
 
     def __init__(self, W=None, H=None):
         self.W = W
@@ -83,9 +83,11 @@ def test_scorers_on_two_factors_count_the_supports():
 
 
 def test_storage_bits_prefers_the_estimators_own_count():
-    est = FittedButterfly(random_butterfly(8, random_state=0)).fit()
-    est.storage_bits_ = 123
-    assert neg_storage_bits(est) == -123.0
+    B = random_butterfly(8, random_state=0)
+    inner = FrozenEstimator(FittedButterfly(B).fit())
+    est = QuantizedButterfly(inner, precision=4).fit(B.toarray())
+    assert neg_storage_bits(est) == -float(est.storage_bits_)
+    assert est.storage_bits_ < 48 * 64
     assert neg_flops(est) == -2 * 48  # quantization does not change the flops
 
 

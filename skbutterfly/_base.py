@@ -1,0 +1,107 @@
+"""Behaviour shared by the factorization estimators (layer 4, estimators).
+
+Every estimator of the package approximates a fitted matrix by stored
+factors. :class:`_BaseFactorizer` states what a subclass provides (its
+approximation, its stored values, its error on new data, a quantized copy of
+itself) and builds on it the behaviour they share: ``score``, the fitted
+errors, the storage count read by :mod:`skbutterfly.model_selection`, and
+the tags. :func:`relative_error` holds the one convention for a zero matrix.
+"""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+from sklearn.utils.validation import check_is_fitted
+
+from skbutterfly._validation import validate_estimator_input
+
+
+def relative_error(error: float, norm: float) -> float:
+    """``error / norm``, with one convention for a zero matrix.
+
+    Parameters
+    ----------
+    error : float
+        Frobenius norm of the residual :math:`\\|X - \\hat X\\|_F`.
+    norm : float
+        Frobenius norm of the matrix :math:`\\|X\\|_F`.
+
+    Returns
+    -------
+    float
+        ``error / norm``; for ``X = 0`` (``norm == 0``), 0 when the
+        approximation is exactly zero too and ``inf`` otherwise (any nonzero
+        approximation of the zero matrix is infinitely wrong, relatively).
+
+    Examples
+    --------
+    >>> from skbutterfly._base import relative_error
+    >>> relative_error(1.0, 4.0), relative_error(0.0, 0.0), relative_error(1.0, 0.0)
+    (0.25, 0.0, inf)
+    """
+    if norm > 0:
+        return error / norm
+    return 0.0 if error == 0 else np.inf
+
+
+class _BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class of the estimators that store a factorized approximation.
+
+    Subclasses provide, once fitted:
+
+    * ``_approximation()``: the dense approximation of the fitted matrix;
+    * ``_stored_factors()``: what is stored (a :class:`ButterflyMatrix` or a
+      tuple of arrays), as :func:`~skbutterfly.storage_bits` counts it;
+    * ``_stored_values()``: the number of stored values and their dtype;
+    * ``_error(X)``: the Frobenius error of the model on validated ``X``
+      (what :meth:`score` compares);
+    * ``_quantized_copy(X, fmt, method, heuristic, n_jobs)``: a fitted copy
+      of the estimator whose factors are quantized to ``fmt``, its errors on
+      ``X`` set (what :class:`~skbutterfly.QuantizedButterfly` delegates to).
+
+    Fitted estimators set ``reconstruction_err_`` and ``relative_error_``
+    through :meth:`_set_errors`.
+    """
+
+    # Fitted attributes holding the factors, copied by QuantizedButterfly.
+    _factor_attributes: tuple = ()
+
+    def _set_errors(self, X, error):
+        self.reconstruction_err_ = float(error)
+        self.relative_error_ = relative_error(float(error), float(np.linalg.norm(X)))
+
+    def _storage_bits(self):
+        """Bits of the stored values in their own dtype."""
+        count, dtype = self._stored_values()
+        return count * 8 * np.dtype(dtype).itemsize
+
+    def score(self, X, y=None):
+        """Minus the relative error of the model on ``X`` (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data, as the estimator's class documents.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        float
+            :math:`-\\|X - \\hat X\\|_F / \\|X\\|_F`; for ``X = 0``, 0 when
+            the model reproduces it exactly and ``-inf`` otherwise.
+        """
+        check_is_fitted(self)
+        X = validate_estimator_input(self, X, reset=False)
+        return -relative_error(self._error(X), float(np.linalg.norm(X)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
