@@ -36,7 +36,7 @@ from functools import partial
 import numpy as np
 from _timing import best_time
 
-from skbutterfly import butterfly_factorize
+from skbutterfly import ButterflyFactorizer, butterfly_factorize
 from skbutterfly._ks import fuse_values
 from skbutterfly.datasets import add_noise, dft, hadamard, random_butterfly
 
@@ -235,6 +235,17 @@ def memory_table(n):
             print(f"{name:>10} {tree:>8} {row[0]:6.2f} {row[1]:6.2f}", flush=True)
 
 
+def estimator_table(sizes):
+    """``ButterflyFactorizer().fit(A)`` against ``butterfly_factorize(A)``."""
+    print("\nestimator overhead (noise1e-1 inputs): fit / function, best of 5")
+    print(f"{'N':>6} {'function':>9} {'fit':>9} {'ratio':>6}")
+    for n in sizes:
+        A = add_noise(random_butterfly(n, random_state=0).toarray(), 0.1)
+        t_fun, _ = best_time(partial(butterfly_factorize, A), 5)
+        t_fit, _ = best_time(partial(ButterflyFactorizer().fit, A), 5)
+        print(f"{n:>6} {t_fun:9.4f} {t_fit:9.4f} {t_fit / t_fun:6.2f}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N <= 1024 only")
@@ -244,11 +255,19 @@ def main():
         nargs="+",
         help="only the main table, for these N (pyfaust up to 4096)",
     )
+    parser.add_argument(
+        "--estimator",
+        action="store_true",
+        help="only the estimator-overhead table (N = 1024, 2048)",
+    )
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         method, name, n, tree = args.memory_child
         memory_child(method, name, int(n), tree)
+        return
+    if args.estimator:
+        estimator_table([1024, 2048])
         return
     if pyfaust is None:
         print("pyfaust not installed: its columns are NaN")
@@ -262,6 +281,7 @@ def main():
         main_table([256, 512, 1024, 2048, 4096, 8192], faust_max=4096)
         fdb_table(1024)
         memory_table(4096)
+        estimator_table([1024, 2048])
 
 
 if __name__ == "__main__":

@@ -322,8 +322,13 @@ def _root_error(factors, root_blocks, split):
     """``||T - F_1 ... F_J||_F`` from the root target's blocks ``T``.
 
     The product's class blocks at the root split (after factor ``split``)
-    are those of the fused left and right parts (:func:`class_blocks`), in
-    the order of the root blocks: one batched product, no dense operator.
+    are ``U V``, those of the fused left and right parts
+    (:func:`class_blocks`), in the order of the root blocks: no dense
+    operator is formed. The squared error is first expanded as
+    :math:`\\|T\\|^2 - 2\\,\\mathrm{Re}\\langle T, UV\\rangle + \\|UV\\|^2`
+    (one contraction); below :math:`100\\sqrt{\\epsilon}\\,\\|T\\|^2` that
+    expansion loses digits to cancellation, and the residual blocks are
+    formed and summed instead.
     """
     if root_blocks is None:
         return 0.0
@@ -332,11 +337,21 @@ def _root_error(factors, root_blocks, split):
     U, V = class_blocks(left, right)
     U = U.reshape(-1, *U.shape[-2:])
     V = V.reshape(-1, *V.shape[-2:])
+    norm2 = float(np.vdot(root_blocks, root_blocks).real)
+    cross = np.einsum("kbr,kbc,krc->", U.conj(), root_blocks, V.conj(), optimize=True)
+    model2 = np.einsum("kbr,kbs,krc,ksc->", U.conj(), U, V, V.conj(), optimize=True)
+    expanded = norm2 - 2 * float(cross.real) + float(model2.real)
+    if expanded > 100 * np.sqrt(np.finfo(U.dtype).eps) * norm2:
+        return float(np.sqrt(expanded))
     step = max(1, _ERROR_ENTRIES // root_blocks[0].size)
+    buffer = np.empty((min(step, len(root_blocks)), *root_blocks.shape[1:]), U.dtype)
     total = 0.0
     for lo in range(0, len(root_blocks), step):
-        hi = lo + step
-        total += float(np.linalg.norm(root_blocks[lo:hi] - U[lo:hi] @ V[lo:hi]) ** 2)
+        hi = min(lo + step, len(root_blocks))
+        out = buffer[: hi - lo]
+        np.matmul(U[lo:hi], V[lo:hi], out=out)
+        np.subtract(root_blocks[lo:hi], out, out=out)
+        total += float(np.vdot(out, out).real)
     return float(np.sqrt(total))
 
 
