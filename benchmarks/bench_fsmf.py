@@ -4,11 +4,12 @@ Two problems, the same supports for both solvers:
 
 * ``hadamard``: the Hadamard matrix of size N (default 1024) with
   butterfly-derived supports: left = the first butterfly factor's support,
-  right = the product of the remaining factors' supports (ALGORITHMS.md §2.2,
+  right = the product of the remaining factors' supports (Zheng, Riccietti and
+  Gribonval, arXiv:2110.01235,
   a "disjoint" instance, exactly factorizable);
 * ``complete-classes``: a random Gaussian matrix with incomplete classes
   (rank-``p`` blocks on a grid of rectangles) whose full rows are covered by
-  complete classes (condition (C), ALGORITHMS.md §1.3).
+  complete classes (condition (C), Le et al., arXiv:2112.00386).
 
 Ours: ``fixed_support_factorize`` (analysis included), best of ``--repeat``
 runs. pyfaust: ``pyfaust.fact.palm4msa`` with ``supp`` constraints (2016

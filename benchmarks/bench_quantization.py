@@ -1,6 +1,6 @@
 """Quantization of butterfly factors: round-to-nearest versus the optimal heuristics.
 
-Reproduces the claim of Gribonval, Mary and Riccietti (ALGORITHMS.md §3.5, §4.5):
+Reproduces the claim of Gribonval, Mary and Riccietti (Gribonval et al., hal-04125381):
 quantizing the factors of a random butterfly with the optimal rank-one method
 (pairwise or left-to-right) instead of round-to-nearest (RTN) reaches the same
 error with about 25-30 % fewer significand bits.
@@ -112,7 +112,7 @@ def lazylinop_comparison(sizes=(256, 1024)):
 
     Target float16 for both. lazylinop enumerates breakpoints with
     ``t = finfo(float16).nmant = 10`` bits while rounding to the 11-bit
-    float16 grid (ALGORITHMS.md §3.1); ours uses t = 11 for both.
+    float16 grid (Gribonval et al., hal-04125381); ours uses t = 11 for both.
     """
     try:
         from lazylinop.quantization.qbutterfly import qbutterfly

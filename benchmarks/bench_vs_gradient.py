@@ -1,6 +1,6 @@
 """Direct (hierarchical / FSMF) algorithms against gradient descent and ALS.
 
-Reproduces the experiments of the founding lecture (ALGORITHMS.md §4.1, §4.3,
+Reproduces the experiments of the founding lecture (the founding lecture's experiments,
 §6) on the same inputs, in one process:
 
 1. noiseless DFT (J = log2 N, bit reversal) and Hadamard: our hierarchical

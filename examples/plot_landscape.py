@@ -3,7 +3,7 @@ The optimisation landscape of fixed-support factorization
 =========================================================
 
 Three small facts explain why skbutterfly prefers direct algorithms to
-gradient descent (ALGORITHMS.md §1.7-1.8):
+gradient descent (Le et al., arXiv:2112.00386):
 
 1. **No minimiser.** With LU supports (``W`` lower, ``H`` upper triangular)
    the matrix ``[[0, 1], [1, 0]]`` has no factorization, yet

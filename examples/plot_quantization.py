@@ -7,7 +7,7 @@ A butterfly stores few values, and each can be stored in few bits. Rounding
 every value to the nearest ``t``-bit float (RTN) is the obvious way; but the
 factors are only defined up to scalings, and choosing the scaling of each
 rank-one piece well makes the product much more accurate at the same ``t``
-(Gribonval, Mary and Riccietti; ALGORITHMS.md §3).
+(Gribonval, Mary and Riccietti; hal-04125381).
 
 For a random classic butterfly of size 256 we compare, for ``t = 3 .. 10``
 significand bits, round-to-nearest with the two heuristics of

@@ -2,7 +2,7 @@
 
 Our own NumPy code (no autodiff), used by ``bench_vs_gradient.py`` and the
 gallery examples to compare the direct (SVD-based) algorithms of skbutterfly
-with the first-order recipe of the literature (ALGORITHMS.md §1.4, §4.1, §4.3):
+with the first-order recipe of the literature (Le et al., arXiv:2112.00386):
 
 * :func:`gradient_factorize`: the values of the Kronecker-sparse factors of a
   chain (fixed supports, fixed permutation) are the parameters; the loss is
@@ -287,7 +287,7 @@ def gradient_descent(loss_grad, init, target, *, n_iter=1000, step=0.1):
 
 
 def spurious_valley_start(n, random_state=0):
-    """A start inside the spurious valley of ALGORITHMS.md §1.8.
+    """A start inside the spurious valley of Le et al., arXiv:2112.00386.
 
     Target and LU supports from
     :func:`skbutterfly.datasets.spurious_valley_instance`; the start has

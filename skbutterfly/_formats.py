@@ -4,7 +4,7 @@ A format :math:`F_t` holds the numbers :math:`\\pm M \\cdot 2^{e - t + 1}` with 
 integer significand :math:`2^{t-1} \\le M < 2^t` (``t`` significand bits, the
 leading bit included: float16 has ``t = 11``, bfloat16 ``t = 8``), zero, and,
 when the exponent range is bounded, subnormals below :math:`2^{e_{\\min}}`.
-See ALGORITHMS.md §3.1.
+See Gribonval et al., hal-04125381.
 """
 
 # Authors: The skbutterfly developers
@@ -88,7 +88,7 @@ class FloatFormat:
         Smallest and largest exponent of normal numbers (the normal numbers
         lie in :math:`[2^{e_{\\min}}, 2^{e_{\\max}+1})`). ``None`` for both
         means an unbounded exponent (no overflow or underflow, the format
-        :math:`F_t` of ALGORITHMS.md §3.1).
+        :math:`F_t` of Gribonval et al., hal-04125381).
     subnormals : bool, default=True
         Whether the bounded format has subnormal numbers.
     max_value : float or None, default=None

@@ -1,7 +1,8 @@
 """Two-factor sparse matrix factorization with fixed supports (FSMF).
 
 Minimise :math:`\\|A - W H\\|_F` over ``W`` supported on ``S_W`` and ``H``
-supported on ``S_H`` (ALGORITHMS.md §1, with ``W = X`` and ``H = Y^T``):
+supported on ``S_H`` (Le et al., arXiv:2112.00386,
+with ``W = X`` and ``H = Y^T``):
 support analysis (rank-one supports, equivalence classes, tractability), the
 exact algorithms of the tractable cases, and alternating least squares for
 the others.

@@ -63,7 +63,7 @@ def _shape_groups(analysis, ids):
 
 
 def exact_factorize(A, analysis, n_jobs):
-    """Exact algorithm (ALGORITHMS.md §1.2 and §1.3); returns W, H, optimal error."""
+    """Exact algorithm (Le et al., arXiv:2112.00386): W, H and the optimal error."""
     m, n = A.shape
     r = analysis.rows.shape[0]
     W = np.zeros((m, r), dtype=A.dtype)

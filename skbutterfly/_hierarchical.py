@@ -4,10 +4,10 @@ The whole hierarchy works on the 4-D values of Kronecker-sparse patterns. A
 node of the tree holds a contiguous range ``start..stop`` of factors and, as
 its target, the values of their fused pattern (the root: the permuted, padded
 matrix as pattern ``(1, M, N, 1)``). Splitting a node after factor ``i`` is the
-two-factor problem of ALGORITHMS.md §2.5: one batched rank-``r`` approximation
-of all its ``b1 x c2`` blocks (:func:`~skbutterfly._kernels.split_blocks`),
+two-factor problem of Zheng et al., arXiv:2110.01235: one batched rank-``r``
+approximation of all its ``b1 x c2`` blocks (:func:`~skbutterfly._ks.split_blocks`),
 whose two factors become the targets of the children
-(:func:`~skbutterfly._kernels.merge_blocks`).
+(:func:`~skbutterfly._ks.merge_blocks`).
 """
 
 # Authors: The skbutterfly developers
@@ -199,7 +199,7 @@ def _right_normalize(K1, K2):
 
 
 def _split(blocks, left, right, orthonormalize, svd_tol, n_jobs):
-    """Two-factor step (ALGORITHMS.md §2.5) on the stacked blocks of a node.
+    """Two-factor step (Zheng et al., arXiv:2110.01235) on the stacked blocks of a node.
 
     ``blocks`` has shape ``(n_classes, b1, c2)`` in the order of
     :func:`split_blocks`. Returns the values of the left and the right
@@ -389,11 +389,11 @@ def butterfly_factorize(
 
     by splitting the chain of factors in two recursively, each split being a
     two-factor fixed-support problem solved exactly by one batched truncated
-    SVD of all its blocks (ALGORITHMS.md §2.5-§2.6). An exact butterfly is
+    SVD of all its blocks (Zheng et al., arXiv:2110.01235). An exact butterfly is
     recovered to rounding (its factors are essentially unique: up to diagonal
     rescalings between neighbours). With ``orthonormalize=True`` the factors
     left and right of each split are first made orthonormal per class
-    (ALGORITHMS.md §2.7), which makes each split's SVD minimise the error of
+    (Le et al., arXiv:2411.04506), which makes each split's SVD minimise the error of
     the whole product; the error is then within a constant (depending on the
     architecture only) of the best butterfly approximation. The cost is
     ``O(m n)`` for the classic butterfly with the balanced tree.
@@ -441,7 +441,7 @@ default=None
         Accuracy of the block SVDs of large blocks (subspace iteration):
         iterations stop once one of them reduces the squared error of a split
         by less than ``svd_tol`` times what remains (see
-        :func:`~skbutterfly._kernels.low_rank_blocks`). Exact blocks are
+        :func:`~skbutterfly._block_svd.low_rank_blocks`). Exact blocks are
         recovered to rounding whatever its value; ``0`` computes every block
         SVD exactly (Gram matrix and eigen-decomposition; ``O(N**2.5)`` at the
         balanced root), for optimal splits of matrices far from a butterfly.

@@ -174,8 +174,8 @@ def split_blocks(T, left_shape, right_shape):
     ``T`` holds the values of the fused pattern of a chainable pair with
     shapes ``left_shape`` and ``right_shape``; the result has shape
     ``(a1, delta, alpha, d2, b1, c2)``: one ``b1 x c2`` block per equivalence
-    class of the pair (ALGORITHMS.md §2.5), each to be approximated with rank
-    ``r``.
+    class of the pair (Zheng et al., arXiv:2110.01235), each to be approximated
+    with rank ``r``.
     """
     a1, b1, alpha, _, delta, c2, d2 = pair_dims(left_shape, right_shape)
     return T.reshape(a1, b1, delta, alpha, c2, d2).transpose(0, 2, 3, 5, 1, 4)

@@ -1,7 +1,7 @@
 """Quantization of rank-one matrices, of two factors and of butterflies.
 
-Mathematics: ALGORITHMS.md §3. For a rank-one :math:`x y^T`, some optimal pair
-of quantized vectors is :math:`\\hat x = \\mathrm{fl}(\\lambda x)`,
+Mathematics: Gribonval et al., hal-04125381. For a rank-one :math:`x y^T`, some
+optimal pair of quantized vectors is :math:`\\hat x = \\mathrm{fl}(\\lambda x)`,
 :math:`\\hat y = \\mathrm{fl}(\\mu(\\lambda) y)` with :math:`\\lambda \\in [1, 2)`
 and :math:`\\mu(\\lambda) = x^T\\hat x / \\|\\hat x\\|^2`; :math:`\\hat x` only
 changes at finitely many breakpoints, so one :math:`\\lambda` per interval
@@ -45,7 +45,8 @@ def quantize_factors(W, H, fmt, method: str = "exact", n_jobs=None):
     .. math:: \\|WH - \\hat W\\hat H\\|_F^2 = \\sum_k
               \\|w_k h_k^T - \\hat w_k \\hat h_k^T\\|_F^2,
 
-    so the exact method gives the optimal quantized pair (ALGORITHMS.md §3.5);
+    so the exact method gives the optimal quantized pair (Gribonval et al.,
+    hal-04125381);
     otherwise the result is a heuristic. Zeros stay zero.
 
     Parameters
@@ -214,7 +215,7 @@ def quantize_butterfly(
 ) -> ButterflyMatrix:
     """Quantize the factors of a butterfly to a float format.
 
-    Heuristics (ALGORITHMS.md §3.5):
+    Heuristics (Gribonval et al., hal-04125381):
 
     * ``"pairwise"``: the factors are quantized in pairs :math:`(F_1, F_2),
       (F_3, F_4), \\dots`, every rank-one term of a pair (a column of a block
@@ -231,7 +232,7 @@ def quantize_butterfly(
       exactly), its optimal scalings :math:`\\mu` are absorbed by the rows of
       :math:`F_2`, and so on; the last two factors are quantized as a pair.
       The products of the remaining factors are formed with
-      :func:`~skbutterfly._kernels.fuse_values`, which densifies them: for
+      :func:`~skbutterfly._ks.fuse_values`, which densifies them: for
       the classic butterfly of size :math:`N` the first one has
       :math:`N^2/2` stored values and the rank-one terms have length
       :math:`N/2`, so time and memory grow like :math:`N^2 2^t`.

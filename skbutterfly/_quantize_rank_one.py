@@ -39,7 +39,8 @@ class ComplexQuantizationError(NotImplementedError, ValueError):
 
 _COMPLEX_MESSAGE = (
     "complex input is not supported by the optimal quantization (it needs a "
-    "complex scaling factor, see CROQuant, ALGORITHMS.md §3.3); quantize the "
+    "complex scaling factor, as in CROQuant; see the user guide, 'Quantization'); "
+    "quantize the "
     "real and imaginary parts with round_to_format or heuristic='rtn'."
 )
 
@@ -224,7 +225,7 @@ def _quantize_normalized_terms(X, Y, fmt, method, left_only=False):
         X, Y = Y, X
     absX = np.abs(X)
     # Left-only: Y is carried exactly (times mu) to the next step, so the
-    # scale is chosen for an unquantized y (ALGORITHMS.md §3.5).
+    # scale is chosen for an unquantized y (Gribonval et al., hal-04125381).
     absY = None if left_only else np.abs(Y)
     if method == "exact":
         # bound the (terms x breakpoints) arrays
@@ -297,7 +298,7 @@ def quantize_rank_one(x, y, fmt, method: str = "exact"):
     (:math:`2^{t-1}` per nonzero entry) with O(1) updates of
     :math:`x^T\\hat x` and :math:`\\|\\hat x\\|^2` per interval, and one
     O(``len(y)``) evaluation per interval. It is the global optimum over all
-    pairs in an unbounded format (ALGORITHMS.md §3.2-3.3), up to the float64
+    pairs in an unbounded format (Gribonval et al., hal-04125381), up to the float64
     evaluation of the costs (about :math:`10^{-16} \\|x\\|^2\\|y\\|^2`), and
     never worse than round-to-nearest. In a bounded format the pair is scaled by a power
     of two balancing both sides: still optimal when no entry overflows or

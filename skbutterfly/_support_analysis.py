@@ -115,8 +115,8 @@ class SupportAnalysis:
         Whether the exact algorithm applies.
     condition : {"disjoint", "complete-classes"} or None
         ``"disjoint"``: the rectangles of distinct classes are pairwise
-        disjoint (ALGORITHMS.md §1.2). ``"complete-classes"``: condition (C)
-        of ALGORITHMS.md §1.3 (rectangles of incomplete classes, minus the
+        disjoint (Le et al., arXiv:2112.00386). ``"complete-classes"``: condition (C)
+        of Le et al., arXiv:2112.00386 (rectangles of incomplete classes, minus the
         area ``T`` covered by complete classes, are pairwise disjoint
         rectangles). ``None``: neither holds.
     reason : str
@@ -218,8 +218,9 @@ def _condition_c(class_rows, class_cols, complete, labels):
         reason = (
             f"{_describe(labels, p)} is not complete and its rank-one support "
             "minus the area of the complete classes is not a rectangle: the "
-            f"complete {_describe(labels, q)} cuts it (condition (C2) of "
-            "ALGORITHMS.md §1.3)."
+            f"complete {_describe(labels, q)} cuts it (condition (C2), see the "
+            "user guide, "
+            "'Fixed-support factorization and tractability')."
         )
         return reason, None, None
     p, q = overlapping_pairs(R_red, C_red)
@@ -228,7 +229,8 @@ def _condition_c(class_rows, class_cols, complete, labels):
         reason = (
             f"{_describe(labels, first)} and {_describe(labels, second)} are not "
             "complete and their rank-one supports overlap outside the area of "
-            "the complete classes (condition (C1) of ALGORITHMS.md §1.3)."
+            "the complete classes (condition (C1), see the user guide, 'Fixed-support "
+            "factorization and tractability')."
         )
         return reason, None, None
     exact_rows, exact_cols = class_rows.copy(), class_cols.copy()
@@ -349,7 +351,7 @@ def analyze_supports(S_W, S_H) -> SupportAnalysis:
     >>> print(report.reason)  # doctest: +NORMALIZE_WHITESPACE
     not tractable: class {0} is not complete and its rank-one support minus the
     area of the complete classes is not a rectangle: the complete class {2}
-    cuts it (condition (C2) of ALGORITHMS.md §1.3).
+    cuts it (condition (C2) of Le et al., arXiv:2112.00386).
     """
     S_W, S_H = check_supports(S_W, S_H)
     return analyze_checked(S_W, S_H)

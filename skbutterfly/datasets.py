@@ -203,7 +203,7 @@ def rank_one_completion_instance(A, mask):
     Rank-one completion, :math:`\\min_{x, y} \\sum_{(i,j) \\in \\Omega}
     |A_{ij} - x_i y_j|^2` over the observed set :math:`\\Omega` (``mask``),
     is NP-hard; it reduces to a fixed-support factorization with
-    ``r = 1 + |unobserved|`` (ALGORITHMS.md §1.5): column 0 of ``W`` and
+    ``r = 1 + |unobserved|`` (Le et al., arXiv:2112.00386): column 0 of ``W`` and
     row 0 of ``H`` are full (the rank-one term), and the ``k``-th unobserved
     entry ``(i_k, j_k)`` (row-major order) gets column ``k`` of ``W``
     supported on row ``i_k`` and row ``k`` of ``H`` on column ``j_k`` (a
@@ -262,7 +262,7 @@ def lu_supports(n: int):
     ``S_W`` is lower and ``S_H`` upper triangular. The set of matrices with
     an LU factorization is not closed (``[[0, 1], [1, 0]]`` has none, yet is
     a limit of ``L_ε U_ε``), so the fixed-support problem may have no
-    minimiser (ALGORITHMS.md §1.7).
+    minimiser (Le et al., arXiv:2112.00386).
 
     Examples
     --------
@@ -278,7 +278,7 @@ def lu_supports(n: int):
 
 
 def spurious_valley_instance(n: int = 2):
-    """LU instance with a spurious valley (ALGORITHMS.md §1.8).
+    """LU instance with a spurious valley (Le et al., arXiv:2112.00386).
 
     The target is :math:`A = [[1, 1], [1, 0]]` padded with zeros to
     ``n x n``, with LU supports (:func:`lu_supports`). The global minimum is

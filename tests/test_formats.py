@@ -91,7 +91,7 @@ def test_overflow_saturates_never_inf_or_nan(name):
 
 
 def _exact_round(z, t):
-    """fl_t(z) by rational arithmetic (ALGORITHMS.md §3.1), ties to even."""
+    """fl_t(z) by rational arithmetic (Gribonval et al., hal-04125381), ties to even."""
     if z == 0:
         return 0.0
     q = Fraction(abs(z))

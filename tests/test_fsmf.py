@@ -1,4 +1,4 @@
-"""Fixed-support factorization: analysis, exact solvers, ALS (ALGORITHMS.md §1)."""
+"""Fixed-support factorization: analysis, exact solvers, ALS (arXiv:2112.00386)."""
 
 import numpy as np
 import pytest

@@ -42,7 +42,7 @@ def _random_order(n_factors, seed=0):
 
 @pytest.mark.parametrize(
     ("n_factors", "expected"),
-    # ALGORITHMS.md §2.6: pyfaust / lazylinop balanced orders.
+    # Zheng et al., arXiv:2110.01235: pyfaust / lazylinop balanced orders.
     [
         (2, [0]),
         (4, [1, 0, 2]),
@@ -167,7 +167,7 @@ def test_n_jobs_gives_the_same_factorization(n_jobs):
 
 
 # ----------------------------------------------------------------------------
-# Essential uniqueness (ALGORITHMS.md §2.6)
+# Essential uniqueness (Zheng et al., arXiv:2110.01235)
 # ----------------------------------------------------------------------------
 
 
@@ -245,7 +245,7 @@ def _class_members(left, right):
 
 
 # ----------------------------------------------------------------------------
-# Noise: error bounds (ALGORITHMS.md §2.9)
+# Noise: error bounds (Le et al., arXiv:2411.04506)
 # ----------------------------------------------------------------------------
 
 
@@ -284,7 +284,7 @@ def test_noisy_errors_obey_the_bounds(level, seed):
 
 
 def test_orthonormalization_helps_on_noisy_data():
-    # ALGORITHMS.md §2.7: left-to-right on a random product plus noise.
+    # Le et al., arXiv:2411.04506: left-to-right on a random product plus noise.
     errors = {True: [], False: []}
     for seed, ortho in itertools.product(range(4), [True, False]):
         clean = random_butterfly(32, random_state=seed).toarray()

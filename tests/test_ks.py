@@ -2,7 +2,7 @@
 
 ``low_rank_blocks`` and ``truncated_svd`` are tested by their owner elsewhere.
 References: matrices filled value by value from the index map of
-ALGORITHMS.md §2.3, dense matrix products.
+Zheng et al., arXiv:2110.01235, dense matrix products.
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Landscape statements of ALGORITHMS.md §1.7-1.9 and the gradient baseline.
+"""Landscape statements of Le et al., arXiv:2112.00386-1.9 and the gradient baseline.
 
 * LU non-closedness (§1.9 item 4): the sequence ``L_eps U_eps`` has error
   ``eps`` and entries ``1/eps``; along any descent trajectory the entries obey

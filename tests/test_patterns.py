@@ -1,7 +1,7 @@
 """Patterns, chainability, fusing, architectures and supports.
 
 References: supports built entry by entry from the index map of
-ALGORITHMS.md §2.3, boolean products of supports, brute-force sizes.
+Zheng et al., arXiv:2110.01235, boolean products of supports, brute-force sizes.
 """
 
 import math

@@ -269,7 +269,7 @@ def test_heuristics_beat_rtn_on_random_butterflies(N):
         for h in errors:
             Q = quantize_butterfly(B, t, heuristic=h)
             errors[h].append(np.linalg.norm(A - Q.toarray()) / np.linalg.norm(A))
-    # ALGORITHMS.md §3.5 (N = 64, t = 5): 3.3e-2 / 9.2e-3 / 6.7e-3
+    # Gribonval et al., hal-04125381 (N = 64, t = 5): 3.3e-2 / 9.2e-3 / 6.7e-3
     assert np.mean(errors["pairwise"]) < 0.6 * np.mean(errors["rtn"])
     assert np.mean(errors["left-to-right"]) < 0.6 * np.mean(errors["rtn"])
 
