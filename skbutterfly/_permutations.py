@@ -7,7 +7,7 @@ from numbers import Integral
 
 import numpy as np
 
-from skbutterfly._validation import check_permutation, check_positive_int
+from skbutterfly._validation import check_permutation, check_power_of_two
 
 
 def bit_reversal_permutation(n: int) -> np.ndarray:
@@ -33,9 +33,7 @@ def bit_reversal_permutation(n: int) -> np.ndarray:
     >>> bit_reversal_permutation(8)
     array([0, 4, 2, 6, 1, 5, 3, 7])
     """
-    n = check_positive_int(n, "n")
-    if n & (n - 1):
-        raise ValueError(f"n must be a power of two, got n={n}.")
+    n = check_power_of_two(n, "n")
     levels = n.bit_length() - 1
     index = np.arange(n, dtype=np.int64)
     result = np.zeros(n, dtype=np.int64)
@@ -97,9 +95,7 @@ def standard_permutation(n: int, code: str) -> np.ndarray:
     >>> standard_permutation(8, "110")
     array([2, 3, 0, 1, 6, 7, 4, 5])
     """
-    n = check_positive_int(n, "n")
-    if n & (n - 1):
-        raise ValueError(f"n must be a power of two, got n={n}.")
+    n = check_power_of_two(n, "n")
     if code not in STANDARD_CODES:
         raise ValueError(
             f"code must be one of {STANDARD_CODES} (choices of (c), (b), (a)), "

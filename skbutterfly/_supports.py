@@ -11,7 +11,12 @@ import math
 import numpy as np
 
 from skbutterfly._patterns import Pattern, architecture, fuse_patterns
-from skbutterfly._validation import check_positive_int, check_shape, check_support
+from skbutterfly._validation import (
+    check_positive_int,
+    check_power_of_two,
+    check_shape,
+    check_support,
+)
 
 
 def butterfly_support(n: int, k: int) -> np.ndarray:
@@ -41,9 +46,7 @@ def butterfly_support(n: int, k: int) -> np.ndarray:
            [0, 0, 1, 1],
            [0, 0, 1, 1]])
     """
-    n = check_positive_int(n, "n", minimum=2)
-    if n & (n - 1):
-        raise ValueError(f"n must be a power of two, got n={n}.")
+    n = check_power_of_two(n, "n", minimum=2)
     levels = n.bit_length() - 1
     k = check_positive_int(k, "k", maximum=levels)
     return Pattern(2 ** (k - 1), 2, 2, n // 2**k).support()

@@ -66,6 +66,14 @@ def check_positive_int(value, name, *, minimum=1, maximum=None):
     return value
 
 
+def check_power_of_two(value, name="n", *, minimum=1):
+    """Return ``value`` as an int that is a power of two ``>= minimum`` or raise."""
+    value = check_positive_int(value, name, minimum=minimum)
+    if value & (value - 1):
+        raise ValueError(f"{name} must be a power of two, got {name}={value}.")
+    return value
+
+
 def check_permutation(perm, n, *, name="permutation"):
     """Return ``perm`` as an int64 array that is a permutation of ``range(n)``."""
     arr = np.asarray(perm)

@@ -16,6 +16,7 @@ from skbutterfly._validation import (
     check_matrix,
     check_permutation,
     check_positive_int,
+    check_power_of_two,
     check_support,
 )
 
@@ -28,13 +29,6 @@ __all__ = [
     "rank_one_completion_instance",
     "spurious_valley_instance",
 ]
-
-
-def _power_of_two(n, name="n"):
-    n = check_positive_int(n, name)
-    if n & (n - 1):
-        raise ValueError(f"{name} must be a power of two, got {name}={n}.")
-    return n
 
 
 def hadamard(n: int, dtype=np.float64) -> np.ndarray:
@@ -51,7 +45,7 @@ def hadamard(n: int, dtype=np.float64) -> np.ndarray:
     array([[ 1.,  1.],
            [ 1., -1.]])
     """
-    n = _power_of_two(n)
+    n = check_power_of_two(n)
     # Allocate first: an impossible size fails here with MemoryError at once.
     out = np.empty((n, n), dtype=dtype)
     out[0, 0] = 1
