@@ -26,6 +26,7 @@ from sklearn.frozen import FrozenEstimator
 from threadpoolctl import threadpool_limits
 
 from skbutterfly._butterfly_factorizer import ButterflyFactorizer
+from skbutterfly._constants import TREES
 from skbutterfly._io import load
 from skbutterfly._permutations import bit_reversal_permutation, standard_permutations
 from skbutterfly._quantized_butterfly import QuantizedButterfly
@@ -367,7 +368,7 @@ def _parser():
     fact.add_argument("--n-factors", type=int, default=None, metavar="J")
     fact.add_argument("--rank", type=int, default=1, metavar="r")
     fact.add_argument(
-        "--tree", choices=("balanced", "left", "right"), default="balanced"
+        "--tree", choices=TREES, default="balanced"
     )
     fact.add_argument(
         "--permutation",

@@ -12,8 +12,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._base import _BaseFactorizer
+from skbutterfly._constants import PADDINGS, TREES
 from skbutterfly._hierarchical import (
-    TREES,
     factorize_with_error,
     frobenius_error,
     plan_factorization,
@@ -99,7 +99,7 @@ default="balanced"
         "tree": [StrOptions(set(TREES)), tuple, list, np.ndarray],
         "permutation": [None, str, list, tuple, np.ndarray],
         "orthonormalize": ["boolean"],
-        "padding": [StrOptions({"zeros", "raise"})],
+        "padding": [StrOptions(set(PADDINGS))],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._base import _BaseFactorizer
+from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf import fixed_support_factorize
 from skbutterfly._quantize import quantize_factors
 from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
@@ -133,7 +134,7 @@ class FixedSupportFactorizer(_BaseFactorizer):
             None,
         ],
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "method": [StrOptions({"auto", "exact", "als"})],
+        "method": [StrOptions(set(FSMF_METHODS))],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf_als import best_als_run, squared_error
 from skbutterfly._fsmf_exact import exact_factorize
 from skbutterfly._support_analysis import (
@@ -175,9 +176,9 @@ def fixed_support_factorize(
     """
     A = check_matrix(A, name="A")
     S_W, S_H = check_supports(S_W, S_H, A.shape)
-    if method not in ("auto", "exact", "als"):
+    if method not in FSMF_METHODS:
         raise ValueError(
-            f"method must be 'auto', 'exact' or 'als', got method={method!r}."
+            f"method must be one of {FSMF_METHODS}, got method={method!r}."
         )
     max_iter = check_positive_int(max_iter, "max_iter")
     n_restarts = check_positive_int(n_restarts, "n_restarts", maximum=_MAX_RESTARTS)

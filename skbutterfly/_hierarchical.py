@@ -21,6 +21,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from skbutterfly._block_svd import low_rank_blocks
+from skbutterfly._constants import TREES
 from skbutterfly._ks import (
     class_blocks,
     fuse_values,
@@ -33,8 +34,6 @@ from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import permutation_candidates
 from skbutterfly._validation import check_matrix
-
-TREES = ("balanced", "left", "right")
 
 # Below this many blocks a split runs as one call (joblib would cost more).
 _MIN_CHUNK = 256

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skbutterfly._constants import PADDINGS
 from skbutterfly._validation import check_positive_int, check_shape
 
 
@@ -321,8 +322,8 @@ def architecture(
         n_factors = default_n_factors((m, n))
     n_factors = check_positive_int(n_factors, "n_factors", maximum=upper)
     rank = check_positive_int(rank, "rank", maximum=max(m, n))
-    if padding not in ("zeros", "raise"):
-        raise ValueError(f"padding must be 'zeros' or 'raise', got {padding!r}.")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
     rows = split_dimension(m, n_factors)
     cols = split_dimension(n, n_factors)
     if rows is None or cols is None:

@@ -116,8 +116,6 @@ def block_diagonal_support(shape, n_blocks: int) -> np.ndarray:
     return row_group[:, None] == col_group[None, :]
 
 
-SUPPORT_NAMES = {"full", "lower", "upper", "butterfly", "block_diagonal"}
-
 NAMED_SUPPORTS = {
     "full": full_support,
     "lower": lower_triangular_support,
@@ -126,6 +124,8 @@ NAMED_SUPPORTS = {
         shape, max(1, math.isqrt(min(shape)))
     ),
 }
+# "butterfly" names the two supports of a split at once (see resolve_supports).
+SUPPORT_NAMES = frozenset({*NAMED_SUPPORTS, "butterfly"})
 
 
 def _butterfly_split(shape):
