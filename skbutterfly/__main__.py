@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from skbutterfly._butterfly_factorizer import ButterflyFactorizer
 from skbutterfly._constants import TREES
+from skbutterfly._formats import native_bits
 from skbutterfly._io import load
 from skbutterfly._permutations import bit_reversal_permutation, standard_permutations
 from skbutterfly._quantized_butterfly import QuantizedButterfly
@@ -116,7 +117,7 @@ def _demo_rows(name, A, estimator, precision, X):
     with threadpool_limits(limits=1, user_api="blas"):
         t_dense = _best_time(lambda: A @ X)
         times = [_best_time(lambda B=m.butterfly_: B @ X) for _, m in models]
-    dense_bits = n_samples * n_features * 8 * A.dtype.itemsize
+    dense_bits = native_bits(n_samples * n_features, A.dtype)
     rows = [(name, "dense", "-", 0.0, dense_bits, t_dense, t_dense)]
     for (label, model), seconds in zip(models, times):
         rows.append(
@@ -270,7 +271,7 @@ def _factorize(args):
     except (TypeError, ValueError) as exc:
         raise _CommandError(str(exc).splitlines()[0]) from None
     B = model.butterfly_
-    dense_bits = m * n * 8 * A.dtype.itemsize
+    dense_bits = native_bits(m * n, A.dtype)
     bits = -neg_storage_bits(model)
     print(f"factors: {B.n_factors}, patterns: {[tuple(p) for p in B.patterns]}")
     if args.precision is not None:
@@ -318,7 +319,7 @@ def _info(args):
     print(f"permutation: {_permutation_name(B.perm)}")
     if B.padded_shape != B.shape:
         print(f"padded shape: {B.padded_shape[0]} x {B.padded_shape[1]}")
-    bits = B.nnz * 8 * B.dtype.itemsize
+    bits = native_bits(B.nnz, B.dtype)
     print(
         f"stored values: {B.nnz} ({B.nnz / (m * n):.3%} of dense), "
         f"{bits / 8192:.1f} KiB as {B.dtype}; flops per product: {B.flops} "

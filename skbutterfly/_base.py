@@ -19,6 +19,7 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import check_is_fitted
 
+from skbutterfly._formats import native_bits
 from skbutterfly._validation import validate_estimator_input
 
 
@@ -78,8 +79,7 @@ class _BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _storage_bits(self):
         """Bits of the stored values in their own dtype."""
-        count, dtype = self._stored_values()
-        return count * 8 * np.dtype(dtype).itemsize
+        return native_bits(*self._stored_values())
 
     def score(self, X, y=None):
         """Minus the relative error of the model on ``X`` (higher is better).

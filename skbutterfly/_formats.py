@@ -38,8 +38,7 @@ def round_significand(x, t, emin=None):
     if emin is None:
         return round_bits(x, t)
     _, E = np.frexp(x)  # |x| = m 2^E, m in [0.5, 1): leading bit 2^(E-1)
-    if emin is not None:
-        E = np.maximum(E, emin + 1)
+    E = np.maximum(E, emin + 1)
     q = E - t
     return np.ldexp(np.rint(np.ldexp(x, -q)), q)
 
@@ -318,6 +317,11 @@ def output_dtype(dtype, fmt):
         if not fits:
             return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
     return dtype
+
+
+def native_bits(count, dtype) -> int:
+    """Bits of ``count`` values stored in ``dtype`` (8 bits per byte)."""
+    return int(count) * 8 * np.dtype(dtype).itemsize
 
 
 def storage_bits(values, fmt) -> int:
