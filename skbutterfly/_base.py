@@ -1,7 +1,7 @@
 """Behaviour shared by the factorization estimators (layer 4, estimators).
 
 Every estimator of the package approximates a fitted matrix by stored
-factors. :class:`_BaseFactorizer` states what a subclass provides (its
+factors. :class:`BaseFactorizer` states what a subclass provides (its
 approximation, its stored values, its error on new data, a quantized copy of
 itself) and builds on it the behaviour they share: ``score``, the fitted
 errors, the storage count read by :mod:`skbutterfly.model_selection`, and
@@ -51,7 +51,7 @@ def relative_error(error: float, norm: float) -> float:
     return 0.0 if error == 0 else np.inf
 
 
-class _BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the estimators that store a factorized approximation.
 
     Subclasses provide, once fitted:

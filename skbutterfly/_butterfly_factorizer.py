@@ -11,7 +11,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._base import _BaseFactorizer
+from skbutterfly._base import BaseFactorizer
 from skbutterfly._constants import PADDINGS, TREES
 from skbutterfly._hierarchical import (
     factorize_with_error,
@@ -22,7 +22,7 @@ from skbutterfly._quantize import quantize_butterfly
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
-class ButterflyFactorizer(_BaseFactorizer):
+class ButterflyFactorizer(BaseFactorizer):
     """Approximate a matrix by a fast butterfly operator.
 
     ``fit(X)`` finds sparse factors and a column permutation with

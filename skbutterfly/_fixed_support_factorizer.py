@@ -11,7 +11,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._base import _BaseFactorizer
+from skbutterfly._base import BaseFactorizer
 from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf import fixed_support_factorize
 from skbutterfly._quantize import quantize_factors
@@ -19,7 +19,7 @@ from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
-class FixedSupportFactorizer(_BaseFactorizer):
+class FixedSupportFactorizer(BaseFactorizer):
     """Factorize a matrix as ``X ≈ W @ H`` with fixed sparsity supports.
 
     NMF-like: ``fit_transform(X)`` returns ``W`` (of shape

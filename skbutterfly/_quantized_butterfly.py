@@ -11,7 +11,7 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._base import _BaseFactorizer, relative_error
+from skbutterfly._base import BaseFactorizer, relative_error
 from skbutterfly._butterfly_factorizer import ButterflyFactorizer
 from skbutterfly._formats import PRESETS, FloatFormat, check_format, storage_bits
 from skbutterfly._quantize import HEURISTICS
@@ -19,7 +19,7 @@ from skbutterfly._quantize_rank_one import QUANTIZE_METHODS
 from skbutterfly._validation import validate_estimator_input
 
 
-class QuantizedButterfly(MetaEstimatorMixin, _BaseFactorizer):
+class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
     """Fit a sparse factorization, then quantize its factors to a float format.
 
     ``fit(X)`` fits ``clone(estimator)`` to ``X`` (a
@@ -153,7 +153,7 @@ class QuantizedButterfly(MetaEstimatorMixin, _BaseFactorizer):
         X_checked = validate_estimator_input(self, X, reset=True)
         estimator = ButterflyFactorizer() if self.estimator is None else self.estimator
         inner = self.estimator_ = clone(estimator).fit(X, y)
-        # The one requirement on the inner estimator (see _BaseFactorizer).
+        # The one requirement on the inner estimator (see BaseFactorizer).
         if not callable(getattr(inner, "_quantized_copy", None)):
             raise TypeError(
                 "estimator must expose butterfly_ or W_ and components_ once "

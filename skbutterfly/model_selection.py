@@ -36,7 +36,7 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._base import _BaseFactorizer, relative_error
+from skbutterfly._base import BaseFactorizer, relative_error
 from skbutterfly._validation import check_matrix
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
 def _factorizer(estimator):
     """The fitted factorizer behind ``estimator`` (a ``FrozenEstimator`` unwrapped)."""
     inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-    if not isinstance(inner, _BaseFactorizer):
+    if not isinstance(inner, BaseFactorizer):
         raise TypeError(
             "the scorer needs a fitted ButterflyFactorizer, FixedSupportFactorizer or "
             f"QuantizedButterfly, got {type(inner).__name__}."
