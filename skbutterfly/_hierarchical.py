@@ -16,12 +16,11 @@ whose two factors become the targets of the children
 import functools
 from dataclasses import dataclass
 from functools import partial
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 
 from skbutterfly._block_svd import low_rank_blocks
-from skbutterfly._constants import TREES
 from skbutterfly._ks import (
     class_blocks,
     fuse_values,
@@ -33,6 +32,7 @@ from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import permutation_candidates
+from skbutterfly._trees import split_order
 from skbutterfly._validation import check_matrix
 
 # Below this many blocks a split runs as one call (joblib would cost more).
@@ -44,117 +44,6 @@ _ERROR_CHUNK = 256
 _SVD_TOL = 1e-3
 # Entries of the block products formed at once by _root_error.
 _ERROR_ENTRIES = 1 << 20
-
-
-# ----------------------------------------------------------------------------
-# Trees: the order in which the chain of factors is split
-# ----------------------------------------------------------------------------
-
-
-def _balanced_order(start, stop):
-    """Preorder splits of ``start..stop``, each node cut after its first half."""
-    if start == stop:
-        return []
-    split = start + (stop - start + 1) // 2 - 1
-    return [split, *_balanced_order(start, split), *_balanced_order(split + 1, stop)]
-
-
-def _nested_order(tree, n_factors):
-    """Split order of a nested tuple of factor indices, in preorder."""
-    leaves = []
-
-    def walk(node):
-        if isinstance(node, Integral) and not isinstance(node, bool):
-            leaves.append(int(node))
-            return []
-        if not isinstance(node, tuple) or len(node) != 2:
-            raise ValueError(
-                "tree must be 'balanced', 'left', 'right', a sequence of split "
-                "indices or a nested pair of factor indices such as "
-                f"((0, 1), (2, 3)); got the node {node!r}."
-            )
-        left = walk(node[0])
-        split = leaves[-1]
-        return [split, *left, *walk(node[1])]
-
-    order = walk(tree)
-    if leaves != list(range(n_factors)):
-        raise ValueError(
-            f"tree must have the factor indices 0..{n_factors - 1} as leaves, in "
-            f"order, got leaves {leaves}."
-        )
-    return order
-
-
-def split_order(tree, n_factors: int) -> list:
-    """Order in which a chain of ``n_factors`` factors is split.
-
-    Split ``i`` cuts the node holding factors ``i`` and ``i + 1`` between
-    them (0-based, ``0 <= i < n_factors - 1``).
-
-    Parameters
-    ----------
-    tree : {"balanced", "left", "right"}, sequence of int or nested tuple
-        ``"left"`` peels the first factor off first (splits
-        ``0, 1, ..., J-2``, left-to-right); ``"right"`` peels the last one
-        first (``J-2, ..., 0``); ``"balanced"`` splits every node in the
-        middle (its first ``floor(size/2)`` factors on the left), in
-        preorder, as pyfaust's ``bbtree``. A sequence of ints is an explicit
-        order, a permutation of ``range(J - 1)``. A nested tuple of pairs
-        with the factor indices as leaves, e.g. ``((0, 1), (2, 3))`` for
-        ``J = 4``, describes the tree itself.
-    n_factors : int
-        Number of factors ``J``.
-
-    Returns
-    -------
-    list of int
-        The split indices, in order.
-
-    Examples
-    --------
-    >>> from skbutterfly._hierarchical import split_order
-    >>> split_order("balanced", 8)
-    [3, 1, 0, 2, 5, 4, 6]
-    >>> split_order("right", 4)
-    [2, 1, 0]
-    >>> split_order(((0, (1, 2)), 3), 4)
-    [2, 0, 1]
-    """
-    if isinstance(tree, str):
-        if tree == "balanced":
-            return _balanced_order(0, n_factors - 1)
-        if tree == "left":
-            return list(range(n_factors - 1))
-        if tree == "right":
-            return list(range(n_factors - 2, -1, -1))
-        raise ValueError(
-            f"tree must be one of {TREES}, a sequence of split indices or a "
-            f"nested tuple of factor indices, got {tree!r}."
-        )
-    # A pair is a tree when it nests pairs (or is the only tree, (0, 1), of
-    # two factors); otherwise a sequence is an explicit order.
-    if isinstance(tree, tuple) and (
-        any(isinstance(node, tuple) for node in tree)
-        or (n_factors == 2 and len(tree) == 2)
-    ):
-        return _nested_order(tree, n_factors)
-    try:
-        order = np.asarray(tree)
-    except ValueError:
-        order = np.zeros((0, 0))
-    if order.size == 0:
-        order = order.astype(np.int64)
-    if (
-        order.ndim != 1
-        or order.dtype.kind not in "iu"
-        or sorted(order.tolist()) != list(range(n_factors - 1))
-    ):
-        raise ValueError(
-            "tree given as a split order must be a permutation of "
-            f"range({n_factors - 1}) (n_factors={n_factors}), got {tree!r}."
-        )
-    return order.tolist()
 
 
 # ----------------------------------------------------------------------------
