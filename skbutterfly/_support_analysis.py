@@ -351,7 +351,8 @@ def analyze_supports(S_W, S_H) -> SupportAnalysis:
     >>> print(report.reason)  # doctest: +NORMALIZE_WHITESPACE
     not tractable: class {0} is not complete and its rank-one support minus the
     area of the complete classes is not a rectangle: the complete class {2}
-    cuts it (condition (C2) of Le et al., arXiv:2112.00386).
+    cuts it (condition (C2), see the user guide, 'Fixed-support factorization
+    and tractability').
     """
     S_W, S_H = check_supports(S_W, S_H)
     return analyze_checked(S_W, S_H)
