@@ -28,6 +28,7 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from skbutterfly._batch_omp import batch_omp
 from skbutterfly._hierarchical import butterfly_factorize
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._validation import check_matrix
@@ -42,13 +43,6 @@ TRANSFORM_ALGORITHMS = ("omp", "lasso_lars", "lars", "threshold")
 # 0.3x as fast at 64 features, 1.3x at 256 and 3.5x-5x at 1024.
 _OPERATOR_MIN_FEATURES = 256
 _OPERATOR_MAX_DENSITY = 0.25
-
-# Samples coded together by the batched OMP (temporaries of
-# _OMP_CHUNK * n_nonzero_coefs * n_components values), and the residual
-# correlation, relative to the largest initial one, below which a sample is
-# fully coded.
-_OMP_CHUNK = 256
-_OMP_TINY = 1e-12
 
 # Weight of the proximal term of the dictionary step, relative to the mean
 # squared norm of the codes (the mean diagonal of the code Gram matrix).
@@ -96,55 +90,13 @@ def _correlations(B, D, X):
     return D @ X.T
 
 
-def _batch_omp(gram, cov, n_nonzero_coefs):
-    """Orthogonal matching pursuit of many samples at once, on the Gram matrix.
-
-    ``cov`` (n_atoms, n_samples) holds the correlations of the samples with
-    the atoms. The steps of ``orthogonal_mp_gram`` run vectorised over
-    samples (Rubinstein, Zibulevsky and Elad, 2008): select the atom of
-    largest absolute residual correlation, solve the normal equations on the
-    selected atoms, update the correlations through the Gram matrix. A
-    sample whose residual correlations vanish stops early. Costs
-    ``O(n_atoms * n_nonzero_coefs**2)`` per sample, where scikit-learn's
-    per-sample loop also copies the Gram matrix for each sample.
-    """
-    n_atoms, n_samples = cov.shape
-    n_steps = min(n_nonzero_coefs, n_atoms)
-    codes = np.zeros((n_samples, n_atoms), dtype=cov.dtype)
-    for chunk in gen_batches(n_samples, _OMP_CHUNK):
-        initial = np.ascontiguousarray(cov[:, chunk].T)
-        block = codes[chunk]  # a view: written in place
-        residual = initial.copy()
-        rows = np.arange(len(initial))
-        chosen = np.zeros((len(initial), n_steps), dtype=np.intp)
-        active = np.ones(len(initial), dtype=bool)
-        for t in range(n_steps):
-            scores = np.abs(residual)
-            scores[rows[:, None], chosen[:, :t]] = -1
-            atom = np.argmax(scores, axis=1)
-            active &= scores[rows, atom] > _OMP_TINY * np.abs(initial).max(axis=1)
-            live = rows[active]
-            if live.size == 0:
-                break
-            chosen[live, t] = atom[live]
-            support = chosen[live, : t + 1]
-            system = gram[support[:, :, None], support[:, None, :]]
-            right = np.take_along_axis(initial[live], support, axis=1)
-            coefs = np.linalg.solve(system, right[..., None])[..., 0]
-            residual[live] = initial[live] - np.einsum(
-                "stk,st->sk", gram[support], coefs
-            )
-            block[live[:, None], support] = coefs
-    return codes
-
-
 def _encode(X, B, D, coder):
     """Sparse codes of the rows of ``X`` over the atoms ``D`` (rows of ``B``).
 
     ``coder`` holds the keyword arguments of ``sparse_encode``. The Gram
     matrix of the atoms and their correlations with the samples are
     computed first, the correlations by the fast operator; OMP with a number
-    of nonzeros runs batched (:func:`_batch_omp`), the other coders in
+    of nonzeros runs batched (``batch_omp``), the other coders in
     ``sparse_encode`` with both precomputed.
     """
     gram = np.asarray(B.matmat(D.T)) if _uses_operator(B) else D @ D.T
@@ -158,7 +110,7 @@ def _encode(X, B, D, coder):
                 f"transform_n_nonzero_coefs={n_nonzero} must be at most "
                 f"n_components={D.shape[0]}."
             )
-        return _batch_omp(gram, cov, n_nonzero)
+        return batch_omp(gram, cov, n_nonzero)
     return sparse_encode(X, D, gram=gram, cov=cov, check_input=False, **coder)
 
 

@@ -10,9 +10,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import orthogonal_mp_gram
 
 from skbutterfly import ButterflyDictionaryLearning, architecture
+from skbutterfly._batch_omp import batch_omp
 from skbutterfly._dictionary_learning import (
     TRANSFORM_ALGORITHMS,
-    _batch_omp,
     _uses_operator,
 )
 from skbutterfly.datasets import random_butterfly
@@ -179,12 +179,12 @@ def test_batch_omp_matches_orthogonal_mp_gram(seed, n_atoms, n_nonzero):
     X = rng.standard_normal((600, 24))  # more than one chunk of samples
     gram, cov = D @ D.T, D @ X.T
     expected = orthogonal_mp_gram(gram, cov, n_nonzero_coefs=n_nonzero).T
-    np.testing.assert_allclose(_batch_omp(gram, cov, n_nonzero), expected, atol=1e-10)
+    np.testing.assert_allclose(batch_omp(gram, cov, n_nonzero), expected, atol=1e-10)
 
 
 def test_batch_omp_stops_when_the_sample_is_coded():
     codes = np.zeros((10, 16))
     codes[:, [3, 7]] = [2.0, -1.0]
     X = codes @ np.eye(16)
-    np.testing.assert_array_equal(_batch_omp(np.eye(16), X.T, 5), codes)
-    np.testing.assert_array_equal(_batch_omp(np.eye(16), np.zeros((16, 3)), 2), 0)
+    np.testing.assert_array_equal(batch_omp(np.eye(16), X.T, 5), codes)
+    np.testing.assert_array_equal(batch_omp(np.eye(16), np.zeros((16, 3)), 2), 0)
