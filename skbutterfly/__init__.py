@@ -10,6 +10,7 @@ factors optimally to low-precision floats.
 # SPDX-License-Identifier: BSD-3-Clause
 
 from skbutterfly._butterfly_factorizer import ButterflyFactorizer
+from skbutterfly._dictionary_learning import ButterflyDictionaryLearning
 from skbutterfly._fixed_support_factorizer import FixedSupportFactorizer
 from skbutterfly._formats import FloatFormat, round_to_format, storage_bits
 from skbutterfly._fsmf import FactorizationInfo, fixed_support_factorize
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Architecture",
+    "ButterflyDictionaryLearning",
     "ButterflyFactorizer",
     "ButterflyMatrix",
     "FactorizationInfo",
