@@ -9,8 +9,8 @@ factors optimally to low-precision floats.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+from skbutterfly._butterfly_dictionary_learning import ButterflyDictionaryLearning
 from skbutterfly._butterfly_factorizer import ButterflyFactorizer
-from skbutterfly._dictionary_learning import ButterflyDictionaryLearning
 from skbutterfly._fixed_support_factorizer import FixedSupportFactorizer
 from skbutterfly._formats import FloatFormat, round_to_format, storage_bits
 from skbutterfly._fsmf import FactorizationInfo, fixed_support_factorize
