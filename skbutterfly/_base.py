@@ -73,9 +73,11 @@ class BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # Fitted attributes holding the factors, copied by QuantizedButterfly.
     _factor_attributes: tuple = ()
 
-    def _set_errors(self, X, error):
+    def _set_errors(self, X, error, sq_norm=None):
+        # sq_norm: ||X||_F**2 when already known (an out-of-core X).
+        norm = np.linalg.norm(X) if sq_norm is None else np.sqrt(sq_norm)
         self.reconstruction_err_ = float(error)
-        self.relative_error_ = relative_error(float(error), float(np.linalg.norm(X)))
+        self.relative_error_ = relative_error(float(error), float(norm))
 
     def _storage_bits(self):
         """Bits of the stored values in their own dtype."""

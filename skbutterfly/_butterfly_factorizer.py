@@ -9,7 +9,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skbutterfly._base import BaseFactorizer
 from skbutterfly._constants import PADDINGS, TREES
@@ -18,7 +18,9 @@ from skbutterfly._hierarchical import (
     frobenius_error,
     plan_factorization,
 )
+from skbutterfly._operator import map_dask_chunks
 from skbutterfly._quantize import quantize_butterfly
+from skbutterfly._slabs import is_dask_array, slab_source
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
@@ -131,7 +133,10 @@ default="balanced"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Matrix to approximate (real or complex).
+            Matrix to approximate (real or complex). A ``numpy.memmap``, a
+            slice-readable dataset or a Dask array is read by column slabs
+            within scikit-learn's ``working_memory`` (see
+            :func:`butterfly_factorize`).
         y : Ignored
             Not used, present for API consistency by convention.
 
@@ -140,7 +145,12 @@ default="balanced"
         self : object
             The fitted estimator.
         """
-        X = validate_estimator_input(self, X, reset=True)
+        source = slab_source(X, name="X")
+        if source is None:
+            X = validate_estimator_input(self, X, reset=True)
+        else:
+            validate_data(self, X, skip_check_array=True, reset=True)
+            X = source
         plan = plan_factorization(
             X.shape,
             self.n_factors,
@@ -150,10 +160,10 @@ default="balanced"
             self.padding,
         )
         self.butterfly_, error = factorize_with_error(
-            X, *plan, self.orthonormalize, self.n_jobs
+            X, *plan, self.orthonormalize, self.n_jobs, verbose=self.verbose
         )
         self.n_factors_ = self.butterfly_.n_factors
-        self._set_errors(X, error)
+        self._set_errors(X, error, None if source is None else source.sq_norm)
         if self.verbose:
             print(
                 f"[ButterflyFactorizer] {self.n_factors_} factors, nnz="
@@ -167,7 +177,8 @@ default="balanced"
         Parameters
         ----------
         X : array-like of shape (n_samples_new, n_features)
-            Samples (rows).
+            Samples (rows). A Dask array gives a lazy Dask array, computed
+            chunk of rows by chunk of rows.
 
         Returns
         -------
@@ -175,6 +186,9 @@ default="balanced"
             ``X_hat @ x`` for every row ``x`` of ``X``, in ``O(nnz)`` each.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            B = self.butterfly_
+            return map_dask_chunks(self.transform, X, B.shape, B.dtype, axis=1)
         X = validate_estimator_input(self, X, reset=False)
         dtype = np.result_type(X.dtype, self.butterfly_.dtype)
         return np.asarray(self.butterfly_.matmat(X.T.astype(dtype))).T
@@ -186,7 +200,7 @@ default="balanced"
         ----------
         X : array-like of shape (n_samples_new, n_samples)
             Coefficients, one row per sample (columns index the rows of the
-            fitted matrix).
+            fitted matrix). A Dask array gives a lazy Dask array.
 
         Returns
         -------
@@ -195,6 +209,11 @@ default="balanced"
         """
         check_is_fitted(self)
         m = self.butterfly_.shape[0]
+        if is_dask_array(X):
+            B = self.butterfly_
+            return map_dask_chunks(
+                self.inverse_transform, X, B.shape[::-1], B.dtype, axis=1
+            )
         X = check_matrix(X, name="X")
         if X.shape[1] != m:
             raise ValueError(

@@ -32,6 +32,14 @@ from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import permutation_candidates
+from skbutterfly._slabs import (
+    SlabSource,
+    factor_job,
+    is_dask_array,
+    map_slabs,
+    residual_job,
+    slab_source,
+)
 from skbutterfly._trees import split_order
 from skbutterfly._validation import check_matrix
 
@@ -86,30 +94,114 @@ def _right_normalize(K1, K2):
     return merge_blocks(U @ _herm(T), _herm(Q), K1.shape, K2.shape)
 
 
-def _split(blocks, left, right, orthonormalize, svd_tol, n_jobs):
-    """Two-factor step (Zheng et al., arXiv:2110.01235) on the stacked blocks of a node.
+def _split_factors(blocks, rank, orthonormalize, svd_tol, n_jobs):
+    """Class blocks of the two factors of a split, from its stacked blocks.
 
-    ``blocks`` has shape ``(n_classes, b1, c2)`` in the order of
-    :func:`split_blocks`. Returns the values of the left and the right
-    factor: ``U`` and ``U^H B`` (the left one orthonormal per class) with
-    orthonormalisation, ``U sqrt(S)`` and ``sqrt(S) V^H`` without.
+    ``blocks`` has shape ``(n_classes, b1, c2)``; returns ``U`` of shape
+    ``(n_classes, b1, rank)`` and ``V`` of shape ``(n_classes, rank, c2)``:
+    ``U`` (orthonormal) and ``U^H B`` with orthonormalisation, ``U sqrt(S)``
+    and ``sqrt(S) V^H`` without. Each block's result depends on that block
+    alone, so any subset of the classes can be solved apart.
     """
-    a1, b1, alpha, r, delta, c2, d2 = pair_dims(left, right)
     # Plain power steps: the stopping rule bounds the error whatever the
     # convergence rate, and exact blocks converge at the first step.
-    solve = partial(low_rank_blocks, rank=r, tol=svd_tol, oversampling=0)
+    solve = partial(low_rank_blocks, rank=rank, tol=svd_tol, oversampling=0)
     U, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=_MIN_CHUNK)
     if not orthonormalize:
         root = np.sqrt(np.linalg.norm(R, axis=-1))
         U = U * root[..., None, :].astype(U.dtype)
         R = R / np.where(root > 0, root, 1)[..., None].astype(R.dtype)
     k = U.shape[-1]
-    if k < r:
-        U = np.concatenate([U, np.zeros((*U.shape[:-1], r - k), U.dtype)], axis=-1)
-        R = np.concatenate([R, np.zeros((R.shape[0], r - k, c2), R.dtype)], axis=-2)
+    if k < rank:
+        U = np.concatenate([U, np.zeros((*U.shape[:-1], rank - k), U.dtype)], -1)
+        R = np.concatenate(
+            [R, np.zeros((R.shape[0], rank - k, R.shape[-1]), R.dtype)], -2
+        )
+    return U, R
+
+
+def _split(blocks, left, right, orthonormalize, svd_tol, n_jobs):
+    """Two-factor step (Zheng et al., arXiv:2110.01235) on the stacked blocks of a node.
+
+    ``blocks`` has shape ``(n_classes, b1, c2)`` in the order of
+    :func:`split_blocks`. Returns the values of the left and the right
+    factor (see :func:`_split_factors`).
+    """
+    a1, b1, alpha, r, delta, c2, d2 = pair_dims(left, right)
+    U, R = _split_factors(blocks, r, orthonormalize, svd_tol, n_jobs)
     U = U.reshape(a1, delta, alpha, d2, b1, r)
     R = R.reshape(a1, delta, alpha, d2, r, c2)
     return merge_blocks(U, R, left, right)
+
+
+def _root_split_slabs(
+    source, perm, left, right, orthonormalize, svd_tol, n_jobs, working_memory, verbose
+):
+    """The root split of an out-of-core matrix, slab by slab.
+
+    Each slab of whole column groups of the root target holds whole blocks
+    (:mod:`skbutterfly._slabs`); its classes are solved on their own and
+    only their factors are kept, then assembled as :func:`_split` would.
+    Records :math:`\\|A\\|_F^2` on ``source``.
+    """
+    _, b1, alpha, r, delta, c2, _ = pair_dims(left, right)
+    solve = partial(
+        _split_factors,
+        rank=r,
+        orthonormalize=orthonormalize,
+        svd_tol=svd_tol,
+        n_jobs=None if is_dask_array(source.data) else n_jobs,
+    )
+    parts = map_slabs(
+        source,
+        perm,
+        (left.shape[0], right.shape[1]),
+        delta,
+        c2,
+        factor_job,
+        lambda g0, g1: (solve,),
+        working_memory=working_memory,
+        verbose=verbose,
+    )
+    source.sq_norm = sum(sq for _, sq in parts)
+    U = np.concatenate([u.reshape(delta, -1, b1, r) for (u, _), _ in parts], axis=1)
+    R = np.concatenate([v.reshape(delta, -1, r, c2) for (_, v), _ in parts], axis=1)
+    return merge_blocks(
+        U.reshape(1, delta, alpha, 1, b1, r),
+        R.reshape(1, delta, alpha, 1, r, c2),
+        left,
+        right,
+    )
+
+
+def _slab_error(source, factors, patterns, perm, split, working_memory, verbose):
+    """``||A - B||_F`` for an out-of-core ``A``: one more pass over its slabs.
+
+    The model's class blocks at the root split are those of the fused left
+    and right parts (as in :func:`_root_error`); each slab's residual is
+    formed on its entries only (padding excluded).
+    """
+    left = functools.reduce(fuse_values, factors[: split + 1])
+    right = functools.reduce(fuse_values, factors[split + 1 :])
+    U, V = class_blocks(left, right)
+    U, V = U[0, :, :, 0], V[0, :, :, 0]
+    delta, _, b1, r = U.shape
+    c2 = V.shape[-1]
+    parts = map_slabs(
+        source,
+        perm,
+        (patterns[0].shape[0], patterns[-1].shape[1]),
+        delta,
+        c2,
+        residual_job,
+        lambda g0, g1: (
+            U[:, g0:g1].reshape(-1, b1, r),
+            V[:, g0:g1].reshape(-1, r, c2),
+        ),
+        working_memory=working_memory,
+        verbose=verbose,
+    )
+    return float(np.sqrt(sum(parts)))
 
 
 def _root_blocks(A, perm, left, right):
@@ -171,15 +263,29 @@ def _move_centre(nodes, centre):
             nodes[j].normal, nodes[j - 1].normal = "right", None
 
 
-def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
+def _factorize_chain(
+    A,
+    patterns,
+    perm,
+    order,
+    orthonormalize,
+    svd_tol,
+    n_jobs,
+    working_memory=None,
+    verbose=0,
+):
     """Factors of ``A_padded[:, perm]`` and the blocks of its root split.
 
     Returns the 4-D values of the factors, left to right, and the stacked
-    blocks of the root target (``None`` for one factor, which is the target).
+    blocks of the root target (``None`` for one factor, which is the target,
+    and for an out-of-core ``A``, a :class:`~skbutterfly._slabs.SlabSource`
+    whose root split runs slab by slab within ``working_memory`` MiB).
     """
     n_factors = len(patterns)
     if n_factors == 1:
         (pattern,) = patterns
+        if isinstance(A, SlabSource):
+            A = A.toarray()
         return [_root_blocks(A, perm, pattern, pattern).reshape(pattern)], None
     nodes = [_Node(0, n_factors - 1, None)]
     root_blocks = None
@@ -190,15 +296,28 @@ def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
         node = nodes[k]
         left = _fused(patterns, node.start, i)
         right = _fused(patterns, i + 1, node.stop)
-        if node.values is None:
-            blocks = root_blocks = _root_blocks(A, perm, left, right)
+        if node.values is None and isinstance(A, SlabSource):
+            K1, K2 = _root_split_slabs(
+                A,
+                perm,
+                left,
+                right,
+                orthonormalize,
+                svd_tol,
+                n_jobs,
+                working_memory,
+                verbose,
+            )
         else:
-            b1, c2 = left.b, right.c
-            blocks = split_blocks(node.values, left, right).reshape(-1, b1, c2)
-        # Free the node's target before its children are built.
-        node.values = None
-        K1, K2 = _split(blocks, left, right, orthonormalize, svd_tol, n_jobs)
-        del blocks
+            if node.values is None:
+                blocks = root_blocks = _root_blocks(A, perm, left, right)
+            else:
+                b1, c2 = left.b, right.c
+                blocks = split_blocks(node.values, left, right).reshape(-1, b1, c2)
+            # Free the node's target before its children are built.
+            node.values = None
+            K1, K2 = _split(blocks, left, right, orthonormalize, svd_tol, n_jobs)
+            del blocks
         nodes[k : k + 1] = [
             _Node(node.start, i, K1, "left" if orthonormalize else None),
             _Node(i + 1, node.stop, K2),
@@ -266,6 +385,8 @@ def butterfly_factorize(
     n_jobs: int | None = None,
     *,
     svd_tol: float = _SVD_TOL,
+    working_memory: float | None = None,
+    verbose: int = 0,
 ) -> ButterflyMatrix:
     """Approximate a matrix by a butterfly product (hierarchical algorithm).
 
@@ -290,7 +411,13 @@ def butterfly_factorize(
     ----------
     A : array-like of shape (m, n)
         Matrix to approximate (real or complex; float32 and complex64 are
-        kept, integers are cast to float64). Not modified.
+        kept, integers are cast to float64). Not modified. A matrix that
+        does not fit in memory can be given as a :class:`numpy.memmap`, any
+        array readable by slices (``A[:, lo:hi]``, and ``A[:, cols]`` with
+        increasing ``cols`` when permuted: ``h5py`` and ``zarr`` datasets)
+        or a lazy ``dask.array.Array``: it is then read by column slabs of
+        at most ``working_memory`` MiB, on the Dask workers for a Dask
+        array (see :ref:`out_of_core`).
     n_factors : int, default=None
         Number of factors ``J``, between 1 and ``ceil(log2(max(m, n)))``;
         ``None`` means ``ceil(log2(min(m, n)))`` (the classic butterfly).
@@ -333,6 +460,13 @@ default=None
         recovered to rounding whatever its value; ``0`` computes every block
         SVD exactly (Gram matrix and eigen-decomposition; ``O(N**2.5)`` at the
         balanced root), for optimal splits of matrices far from a butterfly.
+    working_memory : float, default=None
+        Memory, in MiB, for one slab of an out-of-core ``A`` (with its
+        temporaries); ``None`` means scikit-learn's ``working_memory``
+        configuration (:func:`sklearn.set_config`, 1024 MiB by default).
+        In-memory arrays ignore it.
+    verbose : int, default=0
+        Print one line per slab of an out-of-core ``A`` when positive.
 
     Returns
     -------
@@ -376,10 +510,18 @@ default=None
     >>> float(np.linalg.norm(B.toarray() - F) / np.linalg.norm(F)) < 1e-12
     True
     """
-    A = check_matrix(A, name="A")
+    source = slab_source(A, name="A")
+    A = check_matrix(A, name="A") if source is None else source
     plan = plan_factorization(A.shape, n_factors, rank, tree, permutation, padding)
     B, _ = factorize_with_error(
-        A, *plan, orthonormalize, n_jobs, svd_tol=svd_tol, need_error=len(plan[2]) > 1
+        A,
+        *plan,
+        orthonormalize,
+        n_jobs,
+        svd_tol=svd_tol,
+        need_error=len(plan[2]) > 1,
+        working_memory=working_memory,
+        verbose=verbose,
     )
     return B
 
@@ -402,14 +544,18 @@ def factorize_with_error(
     *,
     svd_tol=_SVD_TOL,
     need_error=True,
+    working_memory=None,
+    verbose=0,
 ):
     """The algorithm on validated input: the best operator and its error.
 
     Shared by :func:`butterfly_factorize` and the estimator, which validate
-    ``A`` once and plan with :func:`plan_factorization`. The error is ``||A - B||_F``
-    (``None`` when not needed for a single candidate); without padding it
-    comes from the root blocks (:func:`_root_error`), else from the operator
-    by column chunks.
+    ``A`` once (an ndarray, or a :class:`~skbutterfly._slabs.SlabSource`
+    for an out-of-core matrix) and plan with :func:`plan_factorization`.
+    The error is ``||A - B||_F`` (``None`` when not needed for a single
+    candidate); without padding it comes from the root blocks
+    (:func:`_root_error`), else from the operator by column chunks; for an
+    out-of-core ``A``, from one more pass over its slabs.
     """
     if not isinstance(orthonormalize, (bool, np.bool_)):
         raise TypeError(f"orthonormalize must be a bool, got {orthonormalize!r}.")
@@ -420,12 +566,26 @@ def factorize_with_error(
     best, best_error = None, np.inf
     for perm in candidates:
         factors, root_blocks = _factorize_chain(
-            A, arch.patterns, perm, order, orthonormalize, svd_tol, n_jobs
+            A,
+            arch.patterns,
+            perm,
+            order,
+            orthonormalize,
+            svd_tol,
+            n_jobs,
+            working_memory,
+            verbose,
         )
         B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
         if not need_error:
             return B, None
-        if padded:
+        if isinstance(A, SlabSource) and len(factors) > 1:
+            error = _slab_error(
+                A, factors, arch.patterns, perm, order[0], working_memory, verbose
+            )
+        elif isinstance(A, SlabSource):
+            error = frobenius_error(A.toarray(), B)
+        elif padded:
             error = frobenius_error(A, B)
         else:
             error = _root_error(factors, root_blocks, order[0] if order else 0)

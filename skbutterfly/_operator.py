@@ -3,7 +3,6 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
@@ -18,7 +17,45 @@ from skbutterfly._ks import (
     vector_plan,
 )
 from skbutterfly._patterns import check_chain
+from skbutterfly._slabs import is_dask_array
 from skbutterfly._validation import check_matrix, check_permutation, check_shape
+
+
+def map_dask_chunks(func, X, shape, dtype, *, axis):
+    """Apply a linear map chunk by chunk to a Dask array, lazily.
+
+    ``func`` maps an ndarray whose axis ``axis`` has length ``shape[1]`` to
+    one where it has length ``shape[0]`` (a product by an operator of shape
+    ``shape`` and dtype ``dtype``, along the rows for ``axis=0``, the columns
+    for ``axis=1``). ``X`` is rechunked to hold that axis whole; the other
+    axis keeps its chunks, each of them computed on its own (on the Dask
+    workers when a ``dask.distributed`` client is active).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from skbutterfly._operator import map_dask_chunks
+    >>> M = np.arange(6.0).reshape(2, 3)
+    >>> X = da.ones((3, 10), chunks=(2, 4))
+    >>> Y = map_dask_chunks(lambda x: M @ x, X, M.shape, M.dtype, axis=0)
+    >>> Y.shape, Y.chunks[1]
+    ((2, 10), (4, 4, 2))
+    >>> bool(np.allclose(Y.compute(), M @ np.ones((3, 10))))
+    True
+    """
+    if X.ndim != 2 or X.shape[axis] != shape[1]:
+        side = "rows" if axis == 0 else "columns"
+        raise ValueError(
+            f"the Dask array must be 2-D with {shape[1]} {side} for an operator "
+            f"of shape {tuple(shape)}, got shape={X.shape}."
+        )
+    X = X.rechunk({axis: -1})
+    chunks = list(X.chunks)
+    chunks[axis] = (shape[0],)
+    dtype = np.result_type(X.dtype, dtype)
+    meta = np.empty((0, 0), dtype)
+    return X.map_blocks(func, chunks=tuple(chunks), dtype=dtype, meta=meta)
 
 
 class _CheckedOperator(LinearOperator):
@@ -44,6 +81,13 @@ class _CheckedOperator(LinearOperator):
             )
         return X
 
+    def dot(self, x):
+        if is_dask_array(x):
+            if x.ndim == 1:
+                return self.matmat(x[:, None])[:, 0]
+            return self.matmat(x)
+        return super().dot(x)
+
     def matvec(self, x):
         return super().matvec(self._check_operand(x, self.shape[1], (1, 2)))
 
@@ -51,9 +95,15 @@ class _CheckedOperator(LinearOperator):
         return super().rmatvec(self._check_operand(x, self.shape[0], (1, 2)))
 
     def matmat(self, X):
+        if is_dask_array(X):
+            return map_dask_chunks(self.matmat, X, self.shape, self.dtype, axis=0)
         return super().matmat(self._check_operand(X, self.shape[1], (2,)))
 
     def rmatmat(self, X):
+        if is_dask_array(X):
+            return map_dask_chunks(
+                self.rmatmat, X, self.shape[::-1], self.dtype, axis=0
+            )
         return super().rmatmat(self._check_operand(X, self.shape[0], (2,)))
 
     def _matvec(self, x):
@@ -109,6 +159,10 @@ class ButterflyMatrix(_CheckedOperator):
     always long); several columns fuse runs of factors into blocks of at most
     256 entries, applied as batched matrix products. These plans are built on
     first use and kept (a few times ``nnz`` values).
+
+    Products with a Dask array (``B @ X``, :meth:`matmat`, :meth:`rmatmat`,
+    also through :attr:`H`) return a lazy Dask array, computed one chunk of
+    columns at a time: batches larger than memory stream through.
 
     Parameters
     ----------

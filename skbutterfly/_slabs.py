@@ -1,0 +1,336 @@
+"""Out-of-core input: the root split's blocks read slab by slab.
+
+Layer 1 (kernels). The root target of the butterfly factorization is
+``T = A_padded[:, perm]`` (pattern ``(1, M, N, 1)``). For the root pair of
+patterns, its block ``(x, g)`` (``x < delta``, ``g < alpha``) has the
+strided rows ``i * delta + x`` (``i < b1``) and the contiguous columns
+``g * c2 .. (g + 1) * c2`` of ``T``: a slab of whole column groups of ``T``
+therefore holds whole blocks, and the blocks are independent. A matrix that
+does not fit in memory (a :class:`numpy.memmap`, any array readable by
+slices such as an ``h5py`` or ``zarr`` dataset, or a lazy
+``dask.array.Array``) is read one slab at a time, each slab's work runs on
+its blocks only, and only its small results are kept. Padding and the
+permutation are applied to indices; the matrix is never copied whole.
+"""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import mmap
+import sys
+from dataclasses import dataclass, field
+from numbers import Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn import get_config
+
+from skbutterfly._validation import check_matrix
+
+# Arrays of a slab's size alive at once while it is processed: the columns
+# read, its blocks, and the temporaries of the block SVDs (or of a Dask
+# task's assembling of the columns read).
+_SLAB_COPIES = 3
+
+
+def is_dask_array(X) -> bool:
+    """Whether ``X`` is a ``dask.array.Array`` (without importing dask)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(X, module.Array)
+
+
+@dataclass
+class SlabSource:
+    """A matrix read by column slabs instead of held in memory.
+
+    ``sq_norm`` is :math:`\\|A\\|_F^2`, filled in by the first pass over
+    the matrix (:func:`map_slabs` with :func:`factor_job`) or by
+    :meth:`toarray`.
+    """
+
+    data: object
+    name: str
+    shape: tuple
+    dtype: np.dtype
+    sq_norm: float | None = field(default=None)
+
+    def toarray(self) -> np.ndarray:
+        """The whole matrix in memory (for a one-factor butterfly, its output)."""
+        data = self.data.compute() if is_dask_array(self.data) else self.data
+        A = check_matrix(np.asarray(data), name=self.name)
+        self.sq_norm = float(np.vdot(A, A).real)
+        return A
+
+
+def _is_sliceable(A):
+    return (
+        hasattr(A, "shape")
+        and hasattr(A, "dtype")
+        and hasattr(A, "__getitem__")
+        and (not isinstance(A, np.ndarray) or isinstance(A, np.memmap))
+        and not sp.issparse(A)
+        and not hasattr(A, "toarray")
+    )
+
+
+def slab_source(A, *, name="A"):
+    """Wrap an out-of-core matrix in a :class:`SlabSource`, or return None.
+
+    Memory maps, Dask arrays and other arrays with ``shape``, ``dtype`` and
+    slicing (not NumPy arrays in memory, sparse matrices or data frames) are
+    read by slabs; ``None`` means "in memory: use :func:`check_matrix`". The
+    dtype follows :func:`check_matrix`'s rules (``TypeError`` for
+    non-numbers); an empty matrix is checked in memory (it is tiny).
+    """
+    if not (is_dask_array(A) or _is_sliceable(A)):
+        return None
+    try:
+        dtype = np.dtype(A.dtype)
+        shape = tuple(int(s) for s in A.shape)
+    except TypeError:
+        return None
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array, got an array with ndim={len(shape)} "
+            f"and shape={shape}."
+        )
+    if 0 in shape:
+        check_matrix(np.asarray(A), name=name)
+    # The dtype rules of check_matrix, applied to a one-entry stand-in.
+    dtype = check_matrix(np.zeros((1, 1), dtype), name=name).dtype
+    return SlabSource(A, name, shape, dtype)
+
+
+@dataclass
+class _Tile:
+    """What a slab job needs to build its blocks from the columns read.
+
+    ``cols`` are the sorted columns of ``A`` read; ``where`` their positions
+    in the slab (its other columns are padding); the slab covers the groups
+    ``g0 .. g1`` of ``c2`` columns of the root target.
+    """
+
+    name: str
+    dtype: np.dtype
+    m: int
+    rows: int
+    delta: int
+    c2: int
+    g0: int
+    g1: int
+    cols: np.ndarray
+    where: np.ndarray
+
+
+def _working_memory(working_memory):
+    """``working_memory`` in MiB, ``None`` meaning scikit-learn's setting."""
+    if working_memory is None:
+        working_memory = get_config()["working_memory"]
+    if not (
+        isinstance(working_memory, Real)
+        and not isinstance(working_memory, bool)
+        and 0 < working_memory < np.inf
+    ):
+        raise ValueError(
+            f"working_memory must be a positive number of MiB, got {working_memory!r}."
+        )
+    return float(working_memory)
+
+
+def slab_groups(rows, c2, alpha, itemsize, working_memory=None, max_groups=None):
+    """Ranges ``(g0, g1)`` of column groups, one slab each, within the budget.
+
+    A slab holds ``rows x (g1 - g0) * c2`` entries; :data:`_SLAB_COPIES` of
+    them fit in ``working_memory`` MiB (default: scikit-learn's
+    ``working_memory`` configuration), with at least one group per slab and
+    at most ``max_groups`` (default: all).
+    """
+    working_memory = _working_memory(working_memory)
+    per_group = _SLAB_COPIES * rows * c2 * itemsize
+    step = min(alpha, max_groups or alpha, working_memory * 2**20 // per_group)
+    step = int(max(1, step))
+    return [(g, min(g + step, alpha)) for g in range(0, alpha, step)]
+
+
+def _tile(source, perm, rows, delta, c2, g0, g1):
+    n = source.shape[1]
+    cols = np.arange(g0 * c2, g1 * c2) if perm is None else perm[g0 * c2 : g1 * c2]
+    real = np.flatnonzero(cols < n)
+    order = np.argsort(cols[real], kind="stable")
+    return _Tile(
+        source.name,
+        source.dtype,
+        source.shape[0],
+        rows,
+        delta,
+        c2,
+        g0,
+        g1,
+        cols[real][order],
+        real[order],
+    )
+
+
+def _read(data, cols):
+    """Columns ``cols`` (sorted) of ``data``: one slice when contiguous."""
+    if cols.size == 0:
+        return data[:, :0]
+    lo, hi = int(cols[0]), int(cols[-1]) + 1
+    if hi - lo == cols.size:
+        return data[:, lo:hi]
+    return data[:, cols]
+
+
+def _blocks(piece, tile):
+    """The slab's blocks ``(delta, k, b1, c2)`` and their validity masks.
+
+    ``piece`` holds the columns ``tile.cols`` of the matrix; the blocks are
+    filled one group of ``c2`` columns at a time (temporaries of one group).
+    Raises ``ValueError`` naming the matrix and an entry when it holds NaN
+    or infinity. The masks say which rows ``(delta, b1)`` and columns
+    ``(k, c2)`` of the blocks are entries of the matrix (not padding).
+    """
+    piece = np.asarray(piece)
+    k, c2, delta, rows = tile.g1 - tile.g0, tile.c2, tile.delta, tile.rows
+    b1 = rows // delta
+    blocks = np.zeros((delta, k, b1, c2), tile.dtype)
+    by_position = np.argsort(tile.where, kind="stable")
+    bounds = np.searchsorted(tile.where[by_position], np.arange(k + 1) * c2)
+    group = np.zeros((rows, c2), tile.dtype)
+    for g in range(k):
+        sel = by_position[bounds[g] : bounds[g + 1]]
+        part = piece[:, sel]
+        bad = ~np.isfinite(part)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{tile.name} contains NaN or infinity: {tile.name}[{i}, "
+                f"{tile.cols[sel[j]]}] is {part[i, j]}, in the tile of rows "
+                f"0..{tile.m - 1} and columns {tile.cols[0]}..{tile.cols[-1]}."
+            )
+        group[:] = 0
+        group[: tile.m, tile.where[sel] - g * c2] = part
+        blocks[:, g] = group.reshape(b1, delta, c2).transpose(1, 0, 2)
+    row_ok = np.arange(rows).reshape(b1, delta).T < tile.m
+    col_ok = np.zeros(k * c2, dtype=bool)
+    col_ok[tile.where] = True
+    return blocks, row_ok, col_ok.reshape(k, c2)
+
+
+def factor_job(piece, tile, solve):
+    """``solve(blocks)`` on a slab's blocks, and the slab's squared norm."""
+    blocks, _, _ = _blocks(piece, tile)
+    blocks = blocks.reshape(-1, *blocks.shape[2:])
+    sq_norm = float(np.vdot(blocks, blocks).real)
+    return solve(blocks), sq_norm
+
+
+def residual_job(piece, tile, U, V):
+    """Squared error of the entries of a slab against the blocks ``U @ V``.
+
+    ``U`` and ``V`` (shapes ``(delta * k, b1, r)`` and ``(delta * k, r,
+    c2)``) are the model's class blocks for the slab; padded entries are
+    not counted. The residual is formed one group of columns at a time.
+    """
+    blocks, row_ok, col_ok = _blocks(piece, tile)
+    delta, k = blocks.shape[:2]
+    U = U.reshape(delta, k, *U.shape[1:])
+    V = V.reshape(delta, k, *V.shape[1:])
+    total = 0.0
+    for g in range(k):
+        residual = blocks[:, g] - U[:, g] @ V[:, g]
+        residual *= row_ok[:, :, None] & col_ok[g]
+        total += float(np.vdot(residual, residual).real)
+    return total
+
+
+def _releasable(data):
+    """Whether ``data`` is a shared read-only memory map (see :func:`_release`)."""
+    return (
+        isinstance(data, np.memmap)
+        and data.mode == "r"
+        and getattr(data, "_mmap", None) is not None
+        and hasattr(mmap, "MADV_DONTNEED")
+    )
+
+
+def _release(data):
+    """Drop the pages of a read-only memory map from this process's memory.
+
+    Pages read stay resident (and counted in its RSS) until the kernel needs
+    them; ``MADV_DONTNEED`` unmaps them (the file's cache is kept). Only
+    for shared read-only maps, where it cannot discard data.
+    """
+    if _releasable(data):
+        data._mmap.madvise(mmap.MADV_DONTNEED)
+
+
+def _read_bands(data, cols, max_entries):
+    """Columns ``cols`` of a row-major memory map, one band of rows at a time.
+
+    Touching a page of a mapped file maps its cached neighbours too (the
+    kernel's fault-around), so reading a column slab of a row-major map
+    would make about the whole file resident. Copying bands of whole rows of
+    at most ``max_entries`` entries, and releasing each, bounds the memory
+    by one band besides the columns read.
+    """
+    m, n = data.shape
+    piece = np.empty((m, cols.size), data.dtype)
+    step = max(1, max_entries // n)
+    for lo in range(0, m, step):
+        piece[lo : lo + step] = _read(data[lo : lo + step], cols)
+        _release(data)
+    return piece
+
+
+def map_slabs(
+    source, perm, padded_shape, delta, c2, job, args, *, working_memory, verbose
+):
+    """Run ``job(piece, tile, *args(g0, g1))`` on every slab of the root target.
+
+    The slabs are the groups of ``c2`` columns of ``A_padded[:, perm]``
+    (``padded_shape`` is the shape of ``A_padded``), cut by
+    :func:`slab_groups`. A Dask source runs the slabs as Dask tasks (on the
+    workers of the active ``dask.distributed`` client, if any), each reading
+    its own columns, at most a column chunk of the array wide; other sources
+    are read slab after slab in this process.
+    Returns the results in slab order.
+    """
+    rows, alpha = padded_shape[0], padded_shape[1] // c2
+    working_memory = _working_memory(working_memory)
+    dask_input = is_dask_array(source.data)
+    # A Dask array's slabs follow its column chunks (one task each).
+    max_groups = max(source.data.chunks[1]) // c2 if dask_input else None
+    groups = slab_groups(
+        rows, c2, alpha, source.dtype.itemsize, working_memory, max_groups
+    )
+    tiles = [_tile(source, perm, rows, delta, c2, g0, g1) for g0, g1 in groups]
+    prefix = f"[butterfly_factorize] {source.name}"
+    if dask_input:
+        import dask
+
+        if verbose:
+            print(f"{prefix}: {len(tiles)} slabs of {rows} rows as Dask tasks")
+        tasks = [
+            dask.delayed(job)(_read(source.data, tile.cols), tile, *args(g0, g1))
+            for tile, (g0, g1) in zip(tiles, groups)
+        ]
+        return list(dask.compute(*tasks))
+    data = source.data
+    bands = _releasable(data) and not data.flags.f_contiguous
+    band_entries = int(working_memory * 2**20 / _SLAB_COPIES / data.dtype.itemsize)
+    results = []
+    for s, (tile, (g0, g1)) in enumerate(zip(tiles, groups)):
+        if bands and tile.cols.size:
+            piece = _read_bands(data, tile.cols, band_entries)
+        else:
+            piece = _read(data, tile.cols)
+        results.append(job(piece, tile, *args(g0, g1)))
+        del piece
+        _release(data)
+        if verbose:
+            print(
+                f"{prefix}: slab {s + 1}/{len(tiles)} (columns {g0 * c2}.."
+                f"{g1 * c2 - 1} of the permuted matrix) done"
+            )
+    return results
