@@ -86,9 +86,14 @@ def slab_source(A, *, name="A"):
         return None
     try:
         dtype = np.dtype(A.dtype)
-        shape = tuple(int(s) for s in A.shape)
     except TypeError:
         return None
+    if not all(np.isfinite(s) for s in A.shape):
+        raise ValueError(
+            f"{name} must have a known shape, got shape={A.shape} (for a Dask "
+            "array, call its compute_chunk_sizes() first)."
+        )
+    shape = tuple(int(s) for s in A.shape)
     if len(shape) != 2:
         raise ValueError(
             f"{name} must be a 2-D array, got an array with ndim={len(shape)} "

@@ -194,6 +194,10 @@ def test_bad_inputs():
         )
     with pytest.raises(ValueError, match="2-D array, got an array with ndim=3"):
         butterfly_factorize(da.zeros((4, 4, 4)))
+    unknown = da.ones((8, 8), chunks=4)
+    unknown = unknown[unknown[:, 0] > 0]
+    with pytest.raises(ValueError, match="A must have a known shape"):
+        butterfly_factorize(unknown)
     with pytest.raises(ValueError, match="A is empty"):
         butterfly_factorize(da.zeros((0, 4)))
     with pytest.raises(ValueError, match="working_memory must be a positive"):
