@@ -18,8 +18,17 @@ from skbutterfly._hierarchical import (
     frobenius_error,
     plan_factorization,
 )
+from skbutterfly._progress import Progress
 from skbutterfly._quantize import quantize_butterfly
 from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._warnings import warn_if_poor_fit
+
+# What usually helps a poor butterfly fit (user guide, "Choosing a model").
+POOR_FIT_HINT = (
+    "try a larger rank, a permutation ('bit-reversal', 'default-8'), fewer "
+    "factors, or n_factors=1 (the dense matrix); see 'Choosing a model' in the "
+    "user guide."
+)
 
 
 class ButterflyFactorizer(BaseFactorizer):
@@ -38,8 +47,10 @@ class ButterflyFactorizer(BaseFactorizer):
     Parameters
     ----------
     n_factors : int, default=None
-        Number of factors ``J`` (the depth), between 1 and
-        ``ceil(log2(max(m, n)))``; ``None`` means ``ceil(log2(min(m, n)))``.
+        Number of factors ``J`` (the depth), at least 1; beyond
+        ``ceil(log2(max(m, n)))`` the extra factors are diagonal (no gain in
+        accuracy, see :func:`~skbutterfly.architecture`). ``None`` means
+        ``ceil(log2(min(m, n)))``.
     rank : int, default=1
         Block rank between consecutive factors.
     tree : {"balanced", "left", "right"}, sequence of int or nested tuple, \
@@ -54,7 +65,8 @@ default="balanced"
     n_jobs : int, default=None
         Number of joblib jobs for the large batched SVDs.
     verbose : int, default=0
-        Print the fitted error when positive.
+        ``0`` is silent; from ``1``, one line per split (and per candidate
+        permutation) with the elapsed time, then the fitted error.
 
     Attributes
     ----------
@@ -76,6 +88,13 @@ default="balanced"
     --------
     butterfly_factorize : The functional API.
     FixedSupportFactorizer : Two factors with arbitrary fixed supports.
+
+    Notes
+    -----
+    ``fit`` emits a :class:`~skbutterfly.PoorFitWarning` when the relative
+    error exceeds 0.5 or the butterfly stores more values than ``X``, with a
+    hint (``rank``, a permutation, ``n_factors=1``); see the user guide page
+    "Choosing a model".
 
     Examples
     --------
@@ -141,6 +160,7 @@ default="balanced"
             The fitted estimator.
         """
         X = validate_estimator_input(self, X, reset=True)
+        progress = Progress("ButterflyFactorizer", self.verbose)
         plan = plan_factorization(
             X.shape,
             self.n_factors,
@@ -150,15 +170,17 @@ default="balanced"
             self.padding,
         )
         self.butterfly_, error = factorize_with_error(
-            X, *plan, self.orthonormalize, self.n_jobs
+            X, *plan, self.orthonormalize, self.n_jobs, verbose=self.verbose
         )
         self.n_factors_ = self.butterfly_.n_factors
         self._set_errors(X, error)
-        if self.verbose:
-            print(
-                f"[ButterflyFactorizer] {self.n_factors_} factors, nnz="
-                f"{self.butterfly_.nnz}, relative error {self.relative_error_:.3e}"
-            )
+        progress(
+            f"{self.n_factors_} factors, nnz={self.butterfly_.nnz}, relative "
+            f"error {self.relative_error_:.3e}"
+        )
+        warn_if_poor_fit(
+            self.relative_error_, self.butterfly_.nnz, X.size, POOR_FIT_HINT
+        )
         return self
 
     def transform(self, X):
@@ -224,10 +246,10 @@ default="balanced"
             )
         return frobenius_error(X, self.butterfly_)
 
-    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs):
+    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
         quantized.butterfly_ = quantize_butterfly(
-            self.butterfly_, fmt, heuristic, method, n_jobs=n_jobs
+            self.butterfly_, fmt, heuristic, method, n_jobs=n_jobs, verbose=verbose
         )
         quantized._set_errors(X, quantized._error(X))
         return quantized

@@ -32,6 +32,7 @@ from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import permutation_candidates
+from skbutterfly._progress import Progress
 from skbutterfly._trees import split_order
 from skbutterfly._validation import check_matrix
 
@@ -171,7 +172,9 @@ def _move_centre(nodes, centre):
             nodes[j].normal, nodes[j - 1].normal = "right", None
 
 
-def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
+def _factorize_chain(
+    A, patterns, perm, order, orthonormalize, svd_tol, n_jobs, progress
+):
     """Factors of ``A_padded[:, perm]`` and the blocks of its root split.
 
     Returns the 4-D values of the factors, left to right, and the stacked
@@ -183,7 +186,7 @@ def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
         return [_root_blocks(A, perm, pattern, pattern).reshape(pattern)], None
     nodes = [_Node(0, n_factors - 1, None)]
     root_blocks = None
-    for i in order:
+    for step, i in enumerate(order, start=1):
         k = next(j for j, node in enumerate(nodes) if node.start <= i < node.stop)
         if orthonormalize:
             _move_centre(nodes, k)
@@ -197,8 +200,14 @@ def _factorize_chain(A, patterns, perm, order, orthonormalize, svd_tol, n_jobs):
             blocks = split_blocks(node.values, left, right).reshape(-1, b1, c2)
         # Free the node's target before its children are built.
         node.values = None
+        n_blocks = blocks.shape[0]
         K1, K2 = _split(blocks, left, right, orthonormalize, svd_tol, n_jobs)
         del blocks
+        progress(
+            f"split {step}/{n_factors - 1}: F_{node.start + 1}..F_{i + 1} | "
+            f"F_{i + 2}..F_{node.stop + 1}, {n_blocks} blocks of "
+            f"{left.b} x {right.c}"
+        )
         nodes[k : k + 1] = [
             _Node(node.start, i, K1, "left" if orthonormalize else None),
             _Node(i + 1, node.stop, K2),
@@ -266,6 +275,7 @@ def butterfly_factorize(
     n_jobs: int | None = None,
     *,
     svd_tol: float = _SVD_TOL,
+    verbose: int = 0,
 ) -> ButterflyMatrix:
     """Approximate a matrix by a butterfly product (hierarchical algorithm).
 
@@ -292,8 +302,10 @@ def butterfly_factorize(
         Matrix to approximate (real or complex; float32 and complex64 are
         kept, integers are cast to float64). Not modified.
     n_factors : int, default=None
-        Number of factors ``J``, between 1 and ``ceil(log2(max(m, n)))``;
-        ``None`` means ``ceil(log2(min(m, n)))`` (the classic butterfly).
+        Number of factors ``J``, at least 1 (at most 1024); beyond
+        ``ceil(log2(max(m, n)))`` the extra factors are diagonal (see
+        :func:`~skbutterfly.architecture`). ``None`` means
+        ``ceil(log2(min(m, n)))`` (the classic butterfly).
     rank : int, default=1
         Block rank between consecutive factors.
     tree : {"balanced", "left", "right"}, sequence of int or nested tuple, \
@@ -333,6 +345,9 @@ default=None
         recovered to rounding whatever its value; ``0`` computes every block
         SVD exactly (Gram matrix and eigen-decomposition; ``O(N**2.5)`` at the
         balanced root), for optimal splits of matrices far from a butterfly.
+    verbose : int, default=0
+        ``0`` is silent; from ``1``, one line per split and per candidate
+        permutation, with the elapsed time.
 
     Returns
     -------
@@ -379,7 +394,13 @@ default=None
     A = check_matrix(A, name="A")
     plan = plan_factorization(A.shape, n_factors, rank, tree, permutation, padding)
     B, _ = factorize_with_error(
-        A, *plan, orthonormalize, n_jobs, svd_tol=svd_tol, need_error=len(plan[2]) > 1
+        A,
+        *plan,
+        orthonormalize,
+        n_jobs,
+        svd_tol=svd_tol,
+        need_error=len(plan[2]) > 1,
+        verbose=verbose,
     )
     return B
 
@@ -402,6 +423,7 @@ def factorize_with_error(
     *,
     svd_tol=_SVD_TOL,
     need_error=True,
+    verbose=0,
 ):
     """The algorithm on validated input: the best operator and its error.
 
@@ -409,7 +431,8 @@ def factorize_with_error(
     ``A`` once and plan with :func:`plan_factorization`. The error is ``||A - B||_F``
     (``None`` when not needed for a single candidate); without padding it
     comes from the root blocks (:func:`_root_error`), else from the operator
-    by column chunks.
+    by column chunks. ``verbose`` prints one line per split and per
+    candidate.
     """
     if not isinstance(orthonormalize, (bool, np.bool_)):
         raise TypeError(f"orthonormalize must be a bool, got {orthonormalize!r}.")
@@ -417,10 +440,15 @@ def factorize_with_error(
         raise ValueError(f"svd_tol must be a finite number >= 0, got {svd_tol!r}.")
     orthonormalize = bool(orthonormalize)
     padded = tuple(arch.padded_shape) != A.shape
+    progress = Progress("butterfly_factorize", verbose)
+    progress(
+        f"{A.shape[0]} x {A.shape[1]} matrix, {len(arch)} factors, rank "
+        f"{arch.rank}, {len(candidates)} permutation candidate(s)"
+    )
     best, best_error = None, np.inf
-    for perm in candidates:
+    for k, perm in enumerate(candidates, start=1):
         factors, root_blocks = _factorize_chain(
-            A, arch.patterns, perm, order, orthonormalize, svd_tol, n_jobs
+            A, arch.patterns, perm, order, orthonormalize, svd_tol, n_jobs, progress
         )
         B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
         if not need_error:
@@ -430,6 +458,8 @@ def factorize_with_error(
         else:
             error = _root_error(factors, root_blocks, order[0] if order else 0)
         del root_blocks
+        if len(candidates) > 1:
+            progress(f"candidate {k}/{len(candidates)}: error {error:.3e}")
         if error < best_error:
             best, best_error = B, error
     return best, best_error
