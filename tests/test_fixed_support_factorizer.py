@@ -159,3 +159,25 @@ def test_fit_does_not_change_parameters_and_is_reproducible():
     W2 = clone(est).fit_transform(X)
     np.testing.assert_array_equal(W1, W2)
     assert est.get_params() == params
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_transform_is_the_minimum_norm_least_squares_solution(dtype):
+    from skbutterfly import QuantizedButterfly
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 9)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        X = X + 1j * rng.standard_normal((12, 9))
+    # 3 components for 9 features: an overdetermined least-squares problem.
+    est = FixedSupportFactorizer("full", "full", n_components=3).fit(X)
+    X_new = rng.standard_normal((40, 9)).astype(dtype)
+    reference = np.linalg.lstsq(est.components_.T, X_new.T, rcond=None)[0].T
+    np.testing.assert_allclose(est.transform(X_new), reference, atol=1e-12)
+    if np.dtype(dtype).kind == "c":
+        return
+    # The quantized copy codes with its own (quantized) components.
+    q = QuantizedButterfly(FixedSupportFactorizer("full", "full", n_components=3))
+    q.fit(X)
+    reference = np.linalg.lstsq(q.components_.T, X_new.T, rcond=None)[0].T
+    np.testing.assert_allclose(q.transform(X_new), reference, atol=1e-12)

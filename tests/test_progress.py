@@ -57,9 +57,9 @@ def test_estimators_report_their_phases(capsys):
         "inner ButterflyFactorizer fitted",
         "pair (F_1, F_2) of 4 factors quantized",
         "pair (F_3, F_4) of 4 factors quantized",
-        "quantized to 8",
+        "quantized to 8, errors evaluated",
     ]
-    assert out[-1].startswith("[QuantizedButterfly] errors evaluated")
+    assert out[-1].startswith("[QuantizedButterfly] relative error")
 
 
 def test_left_to_right_and_odd_factor_counts_report_every_factor(capsys):
