@@ -7,12 +7,14 @@ import os
 import sys
 import warnings
 
+import joblib
 import sklearn
 
-# Frames in these directories are skipped: the warning points at user code.
-_INTERNAL = (
-    os.path.dirname(os.path.abspath(__file__)) + os.sep,
-    os.path.dirname(os.path.abspath(sklearn.__file__)) + os.sep,
+# Frames in these directories are skipped: the warning points at user code
+# (through GridSearchCV, which calls fit through joblib, too).
+_INTERNAL = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (__file__, sklearn.__file__, joblib.__file__)
 )
 
 # Above this relative error a model misses most of the matrix's energy: with
@@ -55,8 +57,8 @@ def warn_if_poor_fit(
 
     ``stored_values=None`` skips the storage check (a model whose storage was
     already judged, such as a quantized copy of a checked model). The
-    warning points at the first caller outside skbutterfly and scikit-learn
-    (the line that called ``fit``, also through ``GridSearchCV``).
+    warning points at the first caller outside skbutterfly, scikit-learn and
+    joblib (the line that called ``fit``, also through ``GridSearchCV``).
     """
     stacklevel = external_stacklevel()
     if stored_values is not None and stored_values > dense_values:

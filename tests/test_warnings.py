@@ -79,3 +79,14 @@ def test_quantization_that_ruins_a_fit_warns_once():
     noise = np.random.default_rng(3).standard_normal((64, 64))
     caught = _poor_fit_warnings(lambda: QuantizedButterfly(precision=1).fit(noise))
     assert len(caught) == 1 and "rank" in str(caught[0].message)
+
+
+def test_warnings_from_a_grid_search_point_at_the_search():
+    from sklearn.model_selection import GridSearchCV
+
+    from skbutterfly.model_selection import WholeMatrixSplit
+
+    A = np.random.default_rng(4).standard_normal((16, 16))
+    search = GridSearchCV(ButterflyFactorizer(), {"rank": [1]}, cv=WholeMatrixSplit())
+    caught = _poor_fit_warnings(lambda: search.fit(A))
+    assert caught and all(w.filename == __file__ for w in caught)
