@@ -40,6 +40,7 @@ from skbutterfly._supports import (
     lower_triangular_support,
     upper_triangular_support,
 )
+from skbutterfly._warnings import PoorFitWarning
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "FixedSupportFactorizer",
     "FloatFormat",
     "Pattern",
+    "PoorFitWarning",
     "QuantizedButterfly",
     "SupportAnalysis",
     "analyze_supports",

@@ -9,8 +9,9 @@ Commands:
   stored with ``numpy.save`` and write it with :meth:`ButterflyMatrix.save`;
 - ``info FILE.npz``: describe a saved butterfly.
 
-Errors (unreadable files, bad options) print one line on stderr and exit with
-a non-zero status: 2 for bad options, 1 for everything else.
+Every option is checked before any work starts. Errors (unreadable files,
+bad options) print one line on stderr and exit with a non-zero status: 2 for
+bad options, 1 for everything else. ``--version`` prints the version.
 """
 
 # Authors: The skbutterfly developers
@@ -20,23 +21,34 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
-from sklearn.frozen import FrozenEstimator
 from threadpoolctl import threadpool_limits
 
-from skbutterfly._butterfly_factorizer import ButterflyFactorizer
+from skbutterfly import __version__
+from skbutterfly._butterfly_factorizer import POOR_FIT_HINT, ButterflyFactorizer
 from skbutterfly._constants import TREES
-from skbutterfly._formats import native_bits
+from skbutterfly._formats import PRESETS, check_format, native_bits, storage_bits
+from skbutterfly._hierarchical import frobenius_error
 from skbutterfly._io import load
-from skbutterfly._permutations import bit_reversal_permutation, standard_permutations
-from skbutterfly._quantized_butterfly import QuantizedButterfly
+from skbutterfly._patterns import architecture
+from skbutterfly._permutations import (
+    STANDARD_CODES,
+    bit_reversal_permutation,
+    permutation_candidates,
+    standard_permutations,
+)
+from skbutterfly._quantize import quantize_butterfly
 from skbutterfly._validation import check_matrix
+from skbutterfly._warnings import POOR_FIT_ERROR, PoorFitWarning
 from skbutterfly.datasets import add_noise, dft, random_butterfly
-from skbutterfly.model_selection import neg_storage_bits
 
-# Inputs with at least this many entries get the factorizer's own progress output.
-_LARGE_INPUT = 2**22
+# Work (entries times permutation candidates) from which a factorization
+# takes about a second or more: the factorizer then prints its progress.
+_LARGE_WORK = 2**20
+
+_PERMUTATION_NAMES = ("none", "bit-reversal", "default-8", *STANDARD_CODES)
 
 
 class _CommandError(Exception):
@@ -72,9 +84,113 @@ def _timed_fit(estimator, A, label):
     return estimator
 
 
+# -- option types: each checks its value at parse time -------------------
+
+
 def _precision(value):
-    """``--precision``: an int number of significand bits, or a format name."""
-    return int(value) if value.lstrip("-").isdigit() else value
+    """``--precision``: significand bits t in 1..53, or a format name."""
+    if value.isdigit() and 1 <= int(value) <= 53:
+        return int(value)
+    if value in PRESETS:
+        return value
+    raise argparse.ArgumentTypeError(
+        f"expected significand bits t in 1..53 or one of {', '.join(PRESETS)}; "
+        f"got {value!r}"
+    )
+
+
+def _integer(minimum, name="an integer"):
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected {name} >= {minimum}, got {value!r}"
+            )
+        return number
+
+    return parse
+
+
+def _n_jobs(value):
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number == 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a nonzero integer (-1: all cores), got {value!r}"
+        )
+    return number
+
+
+def _power_of_two(value):
+    number = int(value) if value.isdigit() else 0
+    if number < 2 or number & (number - 1):
+        raise argparse.ArgumentTypeError(f"expected a power of two >= 2, got {value!r}")
+    return number
+
+
+def _noise(value):
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number < np.inf:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number >= 0, got {value!r}"
+        )
+    return number
+
+
+def _permutation(value):
+    if value in _PERMUTATION_NAMES or value.endswith(".npy"):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(_PERMUTATION_NAMES)} or an index file "
+        f"ending in .npy, got {value!r}"
+    )
+
+
+def _npz_path(value):
+    if not value.endswith(".npz"):
+        raise argparse.ArgumentTypeError(
+            f"expected a file name ending in .npz (the format written), got {value!r}"
+        )
+    return value
+
+
+def _quantize(A, B, precision, label):
+    """Quantize ``B`` (fitted to ``A``); time quantization and error apart.
+
+    Returns the quantized operator, the heuristic used, its relative error
+    and its storage bits.
+    """
+    fmt = check_format(precision)
+    # The optimal quantization is for real factors; complex ones are rounded.
+    heuristic = "rtn" if A.dtype.kind == "c" else "pairwise"
+    start = time.perf_counter()
+    quantized = quantize_butterfly(B, fmt, heuristic)
+    quantizing = time.perf_counter() - start
+    start = time.perf_counter()
+    norm = float(np.linalg.norm(A))
+    # Many small batched products: extra BLAS threads only slow them down
+    # (by seconds for the complex DFT on a loaded machine).
+    with threadpool_limits(limits=1, user_api="blas"):
+        error = frobenius_error(A, quantized) / norm if norm > 0 else 0.0
+    evaluating = time.perf_counter() - start
+    _progress(
+        f"  quantizing {label}to {precision} ({heuristic}): done in "
+        f"{quantizing:.2f} s (error evaluated in {evaluating:.2f} s)"
+    )
+    if error > POOR_FIT_ERROR:
+        _progress(
+            f"  warning: relative error {error:.3g} once quantized; try a "
+            "higher --precision"
+        )
+    return quantized, heuristic, error, storage_bits(quantized, fmt)
 
 
 def _significand_bits(values):
@@ -99,38 +215,31 @@ def _demo_rows(name, A, estimator, precision, X):
     """Fit, quantize and time one matrix; return the table rows."""
     n_samples, n_features = A.shape
     fitted = _timed_fit(estimator, A, f"factorizing {name}")
-    # The optimal quantization is for real factors; complex ones are rounded.
-    heuristic = "rtn" if A.dtype.kind == "c" else "pairwise"
-    quantized = _timed_fit(
-        QuantizedButterfly(
-            FrozenEstimator(fitted), precision=precision, heuristic=heuristic
-        ),
-        A,
-        f"quantizing {name} to {precision} ({heuristic})",
-    )
+    B = fitted.butterfly_
+    quantized, heuristic, error, bits = _quantize(A, B, precision, f"{name} ")
     _progress(f"  timing products with {X.shape[1]} columns ...")
     X = X.astype(A.dtype)
     label = f"+ {precision}{'*' if heuristic == 'rtn' else ''}"
-    models = (("butterfly", fitted), (label, quantized))
     # One BLAS thread for both sides: on a shared machine a multithreaded
     # dense product can be slowed down by orders of magnitude.
     with threadpool_limits(limits=1, user_api="blas"):
         t_dense = _best_time(lambda: A @ X)
-        times = [_best_time(lambda B=m.butterfly_: B @ X) for _, m in models]
+        times = [_best_time(lambda op=op: op @ X) for op in (B, quantized)]
     dense_bits = native_bits(n_samples * n_features, A.dtype)
-    rows = [(name, "dense", "-", 0.0, dense_bits, t_dense, t_dense)]
-    for (label, model), seconds in zip(models, times):
-        rows.append(
-            (
-                "",
-                label,
-                str(model.butterfly_.n_factors),
-                float(model.relative_error_),
-                -neg_storage_bits(model),
-                seconds,
-                t_dense,
-            )
-        )
+    unquantized_bits = native_bits(B.nnz, B.dtype)
+    rows = [
+        (name, "dense", "-", 0.0, dense_bits, t_dense, t_dense),
+        (
+            "",
+            "butterfly",
+            str(B.n_factors),
+            fitted.relative_error_,
+            unquantized_bits,
+            times[0],
+            t_dense,
+        ),
+        ("", label, str(B.n_factors), error, bits, times[1], t_dense),
+    ]
     return rows, fitted.relative_error_
 
 
@@ -155,10 +264,6 @@ def _print_table(rows):
 
 def _demo(args):
     n = args.size
-    if n < 2 or n & (n - 1):
-        raise _CommandError(f"--size must be a power of two >= 2, got {n}.")
-    if args.columns < 1:
-        raise _CommandError(f"--columns must be >= 1, got {args.columns}.")
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, args.columns))
     print(
@@ -242,6 +347,12 @@ def _factorize(args):
         permutation = None
     elif permutation.endswith(".npy"):
         permutation = _read_permutation(permutation)
+    try:
+        # Everything that depends on the matrix, checked before the work.
+        arch = architecture(A.shape, n_factors=args.n_factors, rank=args.rank)
+        n_candidates = len(permutation_candidates(permutation, arch.padded_shape[1]))
+    except (TypeError, ValueError) as exc:
+        raise _CommandError(str(exc).splitlines()[0]) from None
     m, n = A.shape
     print(f"input: {args.input}, n_samples={m}, n_features={n}, dtype={A.dtype}")
     estimator = ButterflyFactorizer(
@@ -250,33 +361,25 @@ def _factorize(args):
         tree=args.tree,
         permutation=permutation,
         n_jobs=args.n_jobs,
-        verbose=int(A.size >= _LARGE_INPUT),
+        verbose=int(A.size * n_candidates >= _LARGE_WORK),
     )
-    try:
+    with warnings.catch_warnings():
+        # The command prints the hint on one line below instead.
+        warnings.simplefilter("ignore", PoorFitWarning)
         _timed_fit(estimator, A, "factorizing")
-        model = estimator
-        if args.precision is not None:
-            # The optimal quantization is for real factors; complex ones are
-            # rounded to nearest.
-            heuristic = "rtn" if A.dtype.kind == "c" else "pairwise"
-            model = _timed_fit(
-                QuantizedButterfly(
-                    FrozenEstimator(estimator),
-                    precision=args.precision,
-                    heuristic=heuristic,
-                ),
-                A,
-                f"quantizing to {args.precision} ({heuristic})",
-            )
-    except (TypeError, ValueError) as exc:
-        raise _CommandError(str(exc).splitlines()[0]) from None
-    B = model.butterfly_
+    B, error = estimator.butterfly_, estimator.relative_error_
+    bits = native_bits(B.nnz, B.dtype)
+    if args.precision is not None:
+        B, _, error, bits = _quantize(A, B, args.precision, "")
     dense_bits = native_bits(m * n, A.dtype)
-    bits = -neg_storage_bits(model)
     print(f"factors: {B.n_factors}, patterns: {[tuple(p) for p in B.patterns]}")
     if args.precision is not None:
         print(f"relative error before quantization: {estimator.relative_error_:.3e}")
-    print(f"relative error: {model.relative_error_:.3e}")
+    print(f"relative error: {error:.3e}")
+    if estimator.relative_error_ > POOR_FIT_ERROR:
+        print(f"hint: a poor fit; {POOR_FIT_HINT}")
+    elif B.nnz > m * n:
+        print("hint: more stored values than the dense matrix; try --n-factors 1")
     print(
         f"stored values: {B.nnz} ({B.nnz / (m * n):.3%} of dense); storage "
         f"{bits / 8192:.1f} KiB ({bits / dense_bits:.3%} of dense); "
@@ -326,9 +429,15 @@ def _info(args):
         f"(dense {2 * m * n})"
     )
     t = _significand_bits(np.concatenate([K.ravel() for K in B.factors]))
+    holding = [f"{name} (t={f.t})" for name, f in PRESETS.items() if f.t >= t]
+    where = (
+        f"the presets {', '.join(holding)} hold them when their exponent range does"
+        if holding
+        else "no low-precision preset holds them exactly"
+    )
     print(
-        f"significand bits used by the values: {t} (exact in any format with "
-        f"t >= {t}, e.g. bfloat16 t=8, float16 t=11)"
+        f"significand bits used by the values: {t} (exact in formats with "
+        f"t >= {t}; {where})"
     )
     return 0
 
@@ -341,52 +450,102 @@ def _parser():
         prog="skbutterfly",
         description="Sparse and butterfly matrix factorizations.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"skbutterfly {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formats = ", ".join(PRESETS)
     demo = commands.add_parser(
         "demo",
         help="factorize the DFT and a noisy butterfly, quantize, compare with dense",
     )
     demo.add_argument(
-        "--size", type=int, default=1024, help="N, a power of two (default 1024)"
+        "--size",
+        type=_power_of_two,
+        default=1024,
+        metavar="N",
+        help="matrix size, a power of two (default 1024)",
     )
     demo.add_argument(
-        "--columns", type=int, default=64, help="columns in the timed products"
+        "--columns",
+        type=_integer(1),
+        default=64,
+        help="columns of the timed products (default 64)",
     )
     demo.add_argument(
-        "--noise", type=float, default=0.01, help="relative noise level (0.01)"
+        "--noise",
+        type=_noise,
+        default=0.01,
+        help="relative noise added to the random butterfly (default 0.01)",
     )
     demo.add_argument(
         "--precision",
         type=_precision,
         default="bfloat16",
-        help="format name or significand bits t (default bfloat16)",
+        metavar="t",
+        help=f"significand bits t (1..53) or a format: {formats} (default bfloat16)",
     )
     fact = commands.add_parser(
         "factorize", help="fit a butterfly to a matrix saved with numpy.save"
     )
-    fact.add_argument("input", metavar="INPUT.npy", help="2-D array (numpy.save)")
-    fact.add_argument("--out", required=True, metavar="OUT.npz", help="output file")
-    fact.add_argument("--n-factors", type=int, default=None, metavar="J")
-    fact.add_argument("--rank", type=int, default=1, metavar="r")
     fact.add_argument(
-        "--tree", choices=TREES, default="balanced"
+        "input", metavar="INPUT.npy", help="the matrix: a 2-D array (numpy.save)"
+    )
+    fact.add_argument(
+        "--out",
+        required=True,
+        type=_npz_path,
+        metavar="OUT.npz",
+        help="file the butterfly is written to (must end in .npz)",
+    )
+    fact.add_argument(
+        "--n-factors",
+        type=_integer(1),
+        default=None,
+        metavar="J",
+        help="number of factors (default: ceil(log2 N), the classic butterfly; "
+        "1 is the dense matrix)",
+    )
+    fact.add_argument(
+        "--rank",
+        type=_integer(1),
+        default=1,
+        metavar="r",
+        help="block rank between factors (default 1)",
+    )
+    fact.add_argument(
+        "--tree",
+        choices=TREES,
+        default="balanced",
+        help="order of the splits: balanced (default), left or right",
     )
     fact.add_argument(
         "--permutation",
+        type=_permutation,
         default="none",
         metavar="P",
-        help="'none', 'bit-reversal', a candidate-set name, or an index file .npy",
+        help="column permutation: none (default), bit-reversal (the DFT), "
+        f"one of the standard codes {', '.join(STANDARD_CODES)}, default-8 "
+        "(tries the eight codes, keeps the best) or an index file ending in .npy",
     )
     fact.add_argument(
         "--precision",
         type=_precision,
         default=None,
         metavar="t",
-        help="quantize: significand bits t or a format name (e.g. bfloat16)",
+        help=f"quantize to significand bits t (1..53) or a format: {formats}",
     )
-    fact.add_argument("--n-jobs", type=int, default=None)
+    fact.add_argument(
+        "--n-jobs",
+        type=_n_jobs,
+        default=None,
+        metavar="N",
+        help="parallel jobs for the large splits (-1: all cores; default 1)",
+    )
     info = commands.add_parser("info", help="describe a saved butterfly (.npz)")
-    info.add_argument("file", metavar="FILE.npz")
+    info.add_argument(
+        "file", metavar="FILE.npz", help="a file written by factorize or save()"
+    )
     return parser
 
 

@@ -62,9 +62,10 @@ class BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     * ``_stored_values()``: the number of stored values and their dtype;
     * ``_error(X)``: the Frobenius error of the model on validated ``X``
       (what :meth:`score` compares);
-    * ``_quantized_copy(X, fmt, method, heuristic, n_jobs)``: a fitted copy
-      of the estimator whose factors are quantized to ``fmt``, its errors on
-      ``X`` set (what :class:`~skbutterfly.QuantizedButterfly` delegates to).
+    * ``_quantized_copy(X, fmt, method, heuristic, n_jobs, verbose)``: a
+      fitted copy of the estimator whose factors are quantized to ``fmt``, its
+      errors on ``X`` set (what :class:`~skbutterfly.QuantizedButterfly`
+      delegates to; ``verbose`` is its progress level).
 
     Fitted estimators set ``reconstruction_err_`` and ``relative_error_``
     through :meth:`_set_errors`.

@@ -19,9 +19,18 @@ from skbutterfly._hierarchical import (
     plan_factorization,
 )
 from skbutterfly._operator import map_dask_chunks
+from skbutterfly._progress import Progress
 from skbutterfly._quantize import quantize_butterfly
 from skbutterfly._slabs import is_dask_array, slab_source
 from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._warnings import warn_if_poor_fit
+
+# What usually helps a poor butterfly fit (user guide, "Choosing a model").
+POOR_FIT_HINT = (
+    "try a larger rank, a permutation ('bit-reversal', 'default-8'), fewer "
+    "factors, or n_factors=1 (the dense matrix); see 'Choosing a model' in the "
+    "user guide."
+)
 
 
 class ButterflyFactorizer(BaseFactorizer):
@@ -40,8 +49,10 @@ class ButterflyFactorizer(BaseFactorizer):
     Parameters
     ----------
     n_factors : int, default=None
-        Number of factors ``J`` (the depth), between 1 and
-        ``ceil(log2(max(m, n)))``; ``None`` means ``ceil(log2(min(m, n)))``.
+        Number of factors ``J`` (the depth), at least 1; beyond
+        ``ceil(log2(max(m, n)))`` the extra factors are diagonal (no gain in
+        accuracy, see :func:`~skbutterfly.architecture`). ``None`` means
+        ``ceil(log2(min(m, n)))``.
     rank : int, default=1
         Block rank between consecutive factors.
     tree : {"balanced", "left", "right"}, sequence of int or nested tuple, \
@@ -56,7 +67,8 @@ default="balanced"
     n_jobs : int, default=None
         Number of joblib jobs for the large batched SVDs.
     verbose : int, default=0
-        Print the fitted error when positive.
+        ``0`` is silent; from ``1``, one line per split (and per candidate
+        permutation) with the elapsed time, then the fitted error.
 
     Attributes
     ----------
@@ -78,6 +90,13 @@ default="balanced"
     --------
     butterfly_factorize : The functional API.
     FixedSupportFactorizer : Two factors with arbitrary fixed supports.
+
+    Notes
+    -----
+    ``fit`` emits a :class:`~skbutterfly.PoorFitWarning` when the relative
+    error exceeds 0.5 or the butterfly stores more values than ``X``, with a
+    hint (``rank``, a permutation, ``n_factors=1``); see the user guide page
+    "Choosing a model".
 
     Examples
     --------
@@ -145,6 +164,7 @@ default="balanced"
         self : object
             The fitted estimator.
         """
+        progress = Progress("ButterflyFactorizer", self.verbose)
         source = slab_source(X, name="X")
         if source is None:
             X = validate_estimator_input(self, X, reset=True)
@@ -164,11 +184,14 @@ default="balanced"
         )
         self.n_factors_ = self.butterfly_.n_factors
         self._set_errors(X, error, None if source is None else source.sq_norm)
-        if self.verbose:
-            print(
-                f"[ButterflyFactorizer] {self.n_factors_} factors, nnz="
-                f"{self.butterfly_.nnz}, relative error {self.relative_error_:.3e}"
-            )
+        progress(
+            f"{self.n_factors_} factors, nnz={self.butterfly_.nnz}, relative "
+            f"error {self.relative_error_:.3e}"
+        )
+        warn_if_poor_fit(
+            self.relative_error_, self.butterfly_.nnz, X.shape[0] * X.shape[1],
+            POOR_FIT_HINT,
+        )
         return self
 
     def transform(self, X):
@@ -243,10 +266,10 @@ default="balanced"
             )
         return frobenius_error(X, self.butterfly_)
 
-    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs):
+    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
         quantized.butterfly_ = quantize_butterfly(
-            self.butterfly_, fmt, heuristic, method, n_jobs=n_jobs
+            self.butterfly_, fmt, heuristic, method, n_jobs=n_jobs, verbose=verbose
         )
         quantized._set_errors(X, quantized._error(X))
         return quantized

@@ -7,6 +7,7 @@ import copy
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.linalg
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -17,6 +18,14 @@ from skbutterfly._fsmf import fixed_support_factorize
 from skbutterfly._quantize import quantize_factors
 from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
 from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._warnings import warn_if_poor_fit
+
+# What usually helps a poor fixed-support fit (user guide, "Choosing a model").
+POOR_FIT_HINT = (
+    "try larger supports or more components (n_components), or a "
+    "ButterflyFactorizer with a permutation; see 'Choosing a model' in the user "
+    "guide."
+)
 
 
 class FixedSupportFactorizer(BaseFactorizer):
@@ -65,6 +74,9 @@ class FixedSupportFactorizer(BaseFactorizer):
         Seed of the random ALS starts.
     n_jobs : int, default=None
         Jobs for the batched SVDs and the ALS starts (joblib).
+    verbose : int, default=0
+        ``0`` is silent; ``1`` prints one line per ALS start, ``2`` also one
+        per ALS iteration, with the elapsed time.
 
     Attributes
     ----------
@@ -101,7 +113,12 @@ class FixedSupportFactorizer(BaseFactorizer):
     :meth:`transform` returns the least-squares codes of new rows for the
     fixed ``H``, **unconstrained** (not restricted to ``support_W``, whose
     rows refer to the training samples): ``transform(X) = argmin_C
-    ||X - C H||_F`` (minimum-norm solution). Complex matrices are accepted.
+    ||X - C H||_F`` (minimum-norm solution), i.e. ``X @ pinv(H)``, with the
+    pseudo-inverse computed once at fit: a transform is one matrix product.
+    Complex matrices are accepted. ALS emits a
+    ``sklearn.exceptions.ConvergenceWarning`` when it stops at ``max_iter``,
+    and ``fit`` a :class:`~skbutterfly.PoorFitWarning` when the relative
+    error exceeds 0.5 or the supports hold more values than ``X``.
 
     Examples
     --------
@@ -140,6 +157,7 @@ class FixedSupportFactorizer(BaseFactorizer):
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -154,6 +172,7 @@ class FixedSupportFactorizer(BaseFactorizer):
         n_restarts=5,
         random_state=None,
         n_jobs=None,
+        verbose=0,
     ):
         self.support_W = support_W
         self.support_H = support_H
@@ -164,6 +183,7 @@ class FixedSupportFactorizer(BaseFactorizer):
         self.n_restarts = n_restarts
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -214,6 +234,7 @@ class FixedSupportFactorizer(BaseFactorizer):
             n_restarts=self.n_restarts,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
+            verbose=self.verbose,
         )
         self.W_ = W
         self.components_ = H
@@ -224,6 +245,9 @@ class FixedSupportFactorizer(BaseFactorizer):
         self.reconstruction_err_ = info.error
         self.relative_error_ = info.relative_error
         self.n_iter_ = info.n_iter
+        self._coder = _least_squares_coder(H)
+        stored = int(np.count_nonzero(S_W)) + int(np.count_nonzero(S_H))
+        warn_if_poor_fit(self.relative_error_, stored, X.size, POOR_FIT_HINT)
         return W
 
     def transform(self, X):
@@ -243,8 +267,8 @@ class FixedSupportFactorizer(BaseFactorizer):
         return self._codes(validate_estimator_input(self, X, reset=False))
 
     def _codes(self, X):
-        # X ≈ C H  <=>  H^T C^T ≈ X^T (plain transposes, also for complex).
-        return np.linalg.lstsq(self.components_.T, X.T, rcond=None)[0].T
+        # argmin_C ||X - C H||_F (minimum norm) = X pinv(H).
+        return X @ self._coder.astype(np.result_type(X, self._coder), copy=False)
 
     def inverse_transform(self, X):
         """Map codes back to the data space: ``X @ H``.
@@ -282,13 +306,14 @@ class FixedSupportFactorizer(BaseFactorizer):
         # Rows reconstructed through their least-squares codes.
         return float(np.linalg.norm(X - self._codes(X) @ self.components_))
 
-    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs):
+    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
         # Two factors have no heuristic to choose: "rtn" there is the method.
         method = "rtn" if heuristic == "rtn" else method
         quantized.W_, quantized.components_ = quantize_factors(
             self.W_, self.components_, fmt, method, n_jobs=n_jobs
         )
+        quantized._coder = _least_squares_coder(quantized.components_)
         residual = X - quantized.W_ @ quantized.components_
         quantized._set_errors(X, float(np.linalg.norm(residual)))
         return quantized
@@ -296,3 +321,12 @@ class FixedSupportFactorizer(BaseFactorizer):
     @property
     def _n_features_out(self):
         return self.components_.shape[0]
+
+
+def _least_squares_coder(H):
+    """``pinv(H)``: the codes of rows ``X`` for ``H`` are ``X @ pinv(H)``.
+
+    The cutoff is ``lstsq``'s (``rcond=None``: ``max(r, n) * eps`` relative
+    to the largest singular value), computed once instead of at every call.
+    """
+    return scipy.linalg.pinv(H)

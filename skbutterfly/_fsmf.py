@@ -18,6 +18,7 @@ import numpy as np
 from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf_als import best_als_run, squared_error
 from skbutterfly._fsmf_exact import exact_factorize
+from skbutterfly._progress import Progress
 from skbutterfly._support_analysis import (
     SupportAnalysis,
     analyze_checked,
@@ -89,6 +90,7 @@ def fixed_support_factorize(
     n_restarts: int = 5,
     random_state=None,
     n_jobs: int | None = None,
+    verbose: int = 0,
 ):
     """Factorize ``A ≈ W @ H`` with ``W`` and ``H`` on fixed supports.
 
@@ -111,11 +113,18 @@ def fixed_support_factorize(
     Otherwise (the problem is NP-hard in general) alternating least squares
     runs from several starts, the first from a tractable relaxation (a
     greedy set of pairwise disjoint classes solved exactly), and the best
-    result is kept; it is not certified. Each half-step solves one small
-    least-squares problem per row of ``W`` (column of ``H``) restricted to
-    its support, batched over rows padded to common sizes. On instances
-    whose infimum is not attained (LU of ``[[0, 1], [1, 0]]``) the factors
-    stay finite and the iterations stop on ``max_iter`` or ``tol``.
+    result is kept; it is not certified. When ``S_W`` holds the lower and
+    ``S_H`` the upper triangle (the LU instance), the first start is
+    Gaussian elimination without pivoting instead, so a matrix that has an
+    LU factorization is reproduced to rounding; a first start within a
+    relative error of 1e-10 ends the search. A
+    ``sklearn.exceptions.ConvergenceWarning`` is emitted when the retained
+    start stops at ``max_iter`` before meeting ``tol``. Each half-step
+    solves one small least-squares problem per row of ``W`` (column of
+    ``H``) restricted to its support, batched over rows padded to common
+    sizes. On instances whose infimum is not attained (LU of
+    ``[[0, 1], [1, 0]]``) the factors stay finite and the iterations stop
+    on ``max_iter`` or ``tol``.
 
     Parameters
     ----------
@@ -141,6 +150,9 @@ def fixed_support_factorize(
         Seed of the random starts.
     n_jobs : int, default=None
         Jobs for the batched SVDs and the ALS starts (joblib).
+    verbose : int, default=0
+        ``0`` is silent; ``1`` prints one line per ALS start, ``2`` also one
+        per iteration, with the elapsed time.
 
     Returns
     -------
@@ -193,8 +205,18 @@ def fixed_support_factorize(
         W, H, optimal = exact_factorize(A, analysis, n_jobs)
         method, n_iter = "exact", 1
     else:
+        progress = Progress("fixed_support_factorize", verbose)
         W, H, n_iter = best_als_run(
-            A, S_W, S_H, analysis, max_iter, tol, n_restarts, random_state, n_jobs
+            A,
+            S_W,
+            S_H,
+            analysis,
+            max_iter,
+            tol,
+            n_restarts,
+            random_state,
+            n_jobs,
+            progress,
         )
         method, optimal = "als", None
     error = float(np.sqrt(squared_error(A, W, H)))

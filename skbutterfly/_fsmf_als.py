@@ -7,8 +7,11 @@ Layer 3 (algorithms).
 # SPDX-License-Identifier: BSD-3-Clause
 
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from skbutterfly._fsmf_exact import exact_factorize
@@ -18,6 +21,7 @@ from skbutterfly._support_analysis import (
     analyze_checked,
     overlapping_pairs,
 )
+from skbutterfly._warnings import external_stacklevel
 
 # ----------------------------------------------------------------------------
 # Alternating least squares
@@ -103,29 +107,48 @@ def _balance(W, H):
     return W * scale.astype(W.real.dtype), H / scale.astype(H.real.dtype)[:, None]
 
 
-def _als(A, S_W, S_H, W, H, max_iter, tol):
+# A first start this close (relative error) ends the search: the others
+# could only gain digits below what a fit is trusted to.
+_GOOD_ENOUGH = 1e-10
+
+
+def _rounding_floor(A):
+    """Squared error at rounding level: nothing below it is worth iterating for.
+
+    ``max(m, n) * eps * ||A||_F``, the size of the rounding errors of one
+    elimination or one least-squares pass over ``A``.
+    """
+    return float(max(A.shape) * np.finfo(A.dtype).eps * np.linalg.norm(A)) ** 2
+
+
+def _als(A, S_W, S_H, W, H, max_iter, tol, floor=None, report=None):
     """Alternating exact least squares from ``(W, H)``; monotone, always finite.
 
     Stops when the relative decrease of the squared error falls below
-    ``tol``, when the error reaches rounding level, or after ``max_iter``
-    iterations. Returns ``W, H, squared error, iterations``.
+    ``tol``, when the squared error reaches ``floor`` (default: rounding
+    level), when an iteration no longer decreases it, or after ``max_iter``
+    iterations. Returns ``W, H, squared error, iterations, converged``
+    (``False`` only when ``max_iter`` ran out first); ``report(n_iter,
+    loss)`` is called after every iteration.
     """
-    floor = (np.finfo(A.dtype).eps * np.linalg.norm(A)) ** 2
+    floor = _rounding_floor(A) if floor is None else floor
     loss = squared_error(A, W, H)
-    n_iter = 0
-    while n_iter < max_iter:
+    n_iter, converged = 0, loss <= floor
+    while n_iter < max_iter and not converged:
         n_iter += 1
         W_new = _solve_rows(A, H, S_W)
         H_new = _solve_rows(A.T, W_new.T, S_H.T).T
         W_new, H_new = _balance(W_new, H_new)
         new = squared_error(A, W_new, H_new)
         if not np.isfinite(new) or new > loss:
+            converged = True
             break
         decrease = loss - new
         W, H, loss = W_new, H_new, new
-        if decrease <= tol * loss or loss <= floor:
-            break
-    return W, H, loss, n_iter
+        if report is not None:
+            report(n_iter, loss)
+        converged = decrease <= tol * loss or loss <= floor
+    return W, H, loss, n_iter, converged
 
 
 def _random_start(A, S_W, S_H, rng):
@@ -178,26 +201,105 @@ def _relaxation_start(A, analysis, rng):
     return W, H
 
 
+def _elimination_start(A, S_W, S_H):
+    """LU factors without pivoting when the supports hold the triangles, else None.
+
+    With ``k = min(m, n, r)``, Gaussian elimination without pivoting (unit
+    lower ``L`` of shape ``(m, k)``, upper ``U`` of shape ``(k, n)``, the
+    Doolittle form; ``k < min(m, n)`` stops early, leaving the Schur
+    complement as the error) fits supports that contain the lower triangle
+    in ``S_W[:, :k]`` and the upper one in ``S_H[:k]``. A matrix with an LU
+    factorization is then reproduced exactly, where ALS alone may stall far
+    away (the set of products ``L U`` is not closed). ``None`` when the
+    supports do not hold the triangles or a pivot is zero (no such LU).
+    """
+    m, n = A.shape
+    k = min(m, n, S_W.shape[1])
+    lower = np.tri(m, k, dtype=bool)
+    upper = ~np.tri(k, n, k=-1, dtype=bool)
+    if not (np.all(S_W[:, :k] | ~lower) and np.all(S_H[:k] | ~upper)):
+        return None
+    L = np.zeros((m, S_W.shape[1]), dtype=A.dtype)
+    U = np.array(A, copy=True)
+    scale = float(np.abs(A).max())
+    for j in range(k):
+        pivot = U[j, j]
+        if not abs(pivot) > np.finfo(A.dtype).eps * scale:
+            return None
+        L[j:, j] = U[j:, j] / pivot
+        # One rank-one update per step (a Python loop over the k pivots).
+        U[j + 1 :, j:] -= L[j + 1 :, j, None] * U[j, None, j:]
+    H = np.zeros((S_W.shape[1], n), dtype=A.dtype)
+    H[:k] = np.where(upper, U[:k], 0)
+    return L, H
+
 
 def best_als_run(
-    A, S_W, S_H, analysis, max_iter, tol, n_restarts, random_state, n_jobs
+    A, S_W, S_H, analysis, max_iter, tol, n_restarts, random_state, n_jobs, progress
 ):
-    """ALS from the relaxation and random starts; the best ``(W, H, n_iter)``."""
+    """ALS from several starts; the best ``(W, H, n_iter)``.
+
+    The first start is Gaussian elimination (:func:`_elimination_start`)
+    when it applies, else the relaxation; the others are random. A first
+    start within a relative error of 1e-10 (or rounding level) ends the
+    search. Emits a ``ConvergenceWarning`` when the retained start ran out
+    of ``max_iter``.
+    """
     rng = check_random_state(random_state)
     seeds = rng.randint(np.iinfo(np.int32).max, size=n_restarts)
+    norm = float(np.linalg.norm(A)) or 1.0
+    elimination = _elimination_start(A, S_W, S_H)
+    floor = _rounding_floor(A)
+    good_enough = max(floor, (_GOOD_ENOUGH * norm) ** 2)
 
     def run_starts(chunk):
         results = []
         for start in chunk:
             start_rng = np.random.default_rng(seeds[start])
-            if start == 0:
-                W0, H0 = _relaxation_start(A, analysis, start_rng)
+            start_floor = floor
+            if start == 0 and elimination is not None:
+                kind, (W0, H0) = "Gaussian elimination", elimination
+                # Exact up to the growth of its pivots: refine only a poor one.
+                start_floor = good_enough
+            elif start == 0:
+                kind, (W0, H0) = "relaxation", _relaxation_start(A, analysis, start_rng)
             else:
-                W0, H0 = _random_start(A, S_W, S_H, start_rng)
-            results.append(_als(A, S_W, S_H, W0, H0, max_iter, tol))
-        Ws, Hs, losses, iters = zip(*results)
-        return np.stack(Ws), np.stack(Hs), np.array(losses), np.array(iters)
+                kind, (W0, H0) = "random", _random_start(A, S_W, S_H, start_rng)
 
-    Ws, Hs, losses, iters = map_chunks(run_starts, (np.arange(n_restarts),), n_jobs)
+            def report(n_iter, loss, start=start):
+                progress(
+                    f"start {start + 1}: iteration {n_iter}, relative error "
+                    f"{np.sqrt(loss) / norm:.3e}",
+                    level=2,
+                )
+
+            result = _als(A, S_W, S_H, W0, H0, max_iter, tol, start_floor, report)
+            progress(
+                f"start {start + 1}/{n_restarts} ({kind}): {result[3]} iterations, "
+                f"relative error {np.sqrt(result[2]) / norm:.3e}"
+            )
+            results.append(result)
+        Ws, Hs, losses, iters, converged = zip(*results)
+        return (
+            np.stack(Ws),
+            np.stack(Hs),
+            np.array(losses),
+            np.array(iters),
+            np.array(converged),
+        )
+
+    first = run_starts([0])
+    if n_restarts > 1 and first[2][0] > good_enough:
+        rest = map_chunks(run_starts, (np.arange(1, n_restarts),), n_jobs)
+        first = [np.concatenate(pair) for pair in zip(first, rest)]
+    Ws, Hs, losses, iters, converged = first
     best = int(np.argmin(losses))
+    if not converged[best]:
+        warnings.warn(
+            f"alternating least squares stopped at max_iter={max_iter} before "
+            f"meeting tol={tol:g} (relative error {np.sqrt(losses[best]) / norm:.3e});"
+            " increase max_iter or tol, or see 'Choosing a model' in the user guide.",
+            ConvergenceWarning,
+            stacklevel=external_stacklevel(),
+        )
     return Ws[best], Hs[best], int(iters[best])

@@ -32,6 +32,7 @@ from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import permutation_candidates
+from skbutterfly._progress import Progress
 from skbutterfly._slabs import (
     SlabSource,
     factor_job,
@@ -135,7 +136,7 @@ def _split(blocks, left, right, orthonormalize, svd_tol, n_jobs):
 
 
 def _root_split_slabs(
-    source, perm, left, right, orthonormalize, svd_tol, n_jobs, working_memory, verbose
+    source, perm, left, right, orthonormalize, svd_tol, n_jobs, working_memory, progress
 ):
     """The root split of an out-of-core matrix, slab by slab.
 
@@ -161,7 +162,7 @@ def _root_split_slabs(
         factor_job,
         lambda g0, g1: (solve,),
         working_memory=working_memory,
-        verbose=verbose,
+        progress=progress,
     )
     source.sq_norm = sum(sq for _, sq in parts)
     U = np.concatenate([u.reshape(delta, -1, b1, r) for (u, _), _ in parts], axis=1)
@@ -174,7 +175,7 @@ def _root_split_slabs(
     )
 
 
-def _slab_error(source, factors, patterns, perm, split, working_memory, verbose):
+def _slab_error(source, factors, patterns, perm, split, working_memory, progress):
     """``||A - B||_F`` for an out-of-core ``A``: one more pass over its slabs.
 
     The model's class blocks at the root split are those of the fused left
@@ -199,7 +200,7 @@ def _slab_error(source, factors, patterns, perm, split, working_memory, verbose)
             V[:, g0:g1].reshape(-1, r, c2),
         ),
         working_memory=working_memory,
-        verbose=verbose,
+        progress=progress,
     )
     return float(np.sqrt(sum(parts)))
 
@@ -271,8 +272,8 @@ def _factorize_chain(
     orthonormalize,
     svd_tol,
     n_jobs,
+    progress,
     working_memory=None,
-    verbose=0,
 ):
     """Factors of ``A_padded[:, perm]`` and the blocks of its root split.
 
@@ -289,7 +290,7 @@ def _factorize_chain(
         return [_root_blocks(A, perm, pattern, pattern).reshape(pattern)], None
     nodes = [_Node(0, n_factors - 1, None)]
     root_blocks = None
-    for i in order:
+    for step, i in enumerate(order, start=1):
         k = next(j for j, node in enumerate(nodes) if node.start <= i < node.stop)
         if orthonormalize:
             _move_centre(nodes, k)
@@ -306,7 +307,7 @@ def _factorize_chain(
                 svd_tol,
                 n_jobs,
                 working_memory,
-                verbose,
+                progress,
             )
         else:
             if node.values is None:
@@ -316,8 +317,14 @@ def _factorize_chain(
                 blocks = split_blocks(node.values, left, right).reshape(-1, b1, c2)
             # Free the node's target before its children are built.
             node.values = None
+            n_blocks = blocks.shape[0]
             K1, K2 = _split(blocks, left, right, orthonormalize, svd_tol, n_jobs)
             del blocks
+            progress(
+                f"split {step}/{n_factors - 1}: F_{node.start + 1}..F_{i + 1} | "
+                f"F_{i + 2}..F_{node.stop + 1}, {n_blocks} blocks of "
+                f"{left.b} x {right.c}"
+            )
         nodes[k : k + 1] = [
             _Node(node.start, i, K1, "left" if orthonormalize else None),
             _Node(i + 1, node.stop, K2),
@@ -419,8 +426,10 @@ def butterfly_factorize(
         at most ``working_memory`` MiB, on the Dask workers for a Dask
         array (see :ref:`out_of_core`).
     n_factors : int, default=None
-        Number of factors ``J``, between 1 and ``ceil(log2(max(m, n)))``;
-        ``None`` means ``ceil(log2(min(m, n)))`` (the classic butterfly).
+        Number of factors ``J``, at least 1 (at most 1024); beyond
+        ``ceil(log2(max(m, n)))`` the extra factors are diagonal (see
+        :func:`~skbutterfly.architecture`). ``None`` means
+        ``ceil(log2(min(m, n)))`` (the classic butterfly).
     rank : int, default=1
         Block rank between consecutive factors.
     tree : {"balanced", "left", "right"}, sequence of int or nested tuple, \
@@ -466,7 +475,9 @@ default=None
         configuration (:func:`sklearn.set_config`, 1024 MiB by default).
         In-memory arrays ignore it.
     verbose : int, default=0
-        Print one line per slab of an out-of-core ``A`` when positive.
+        ``0`` is silent; from ``1``, one line per split, per candidate
+        permutation and per slab of an out-of-core ``A``, with the elapsed
+        time.
 
     Returns
     -------
@@ -555,7 +566,8 @@ def factorize_with_error(
     The error is ``||A - B||_F`` (``None`` when not needed for a single
     candidate); without padding it comes from the root blocks
     (:func:`_root_error`), else from the operator by column chunks; for an
-    out-of-core ``A``, from one more pass over its slabs.
+    out-of-core ``A``, from one more pass over its slabs. ``verbose`` prints
+    one line per split, per candidate and per slab.
     """
     if not isinstance(orthonormalize, (bool, np.bool_)):
         raise TypeError(f"orthonormalize must be a bool, got {orthonormalize!r}.")
@@ -563,8 +575,13 @@ def factorize_with_error(
         raise ValueError(f"svd_tol must be a finite number >= 0, got {svd_tol!r}.")
     orthonormalize = bool(orthonormalize)
     padded = tuple(arch.padded_shape) != A.shape
+    progress = Progress("butterfly_factorize", verbose)
+    progress(
+        f"{A.shape[0]} x {A.shape[1]} matrix, {len(arch)} factors, rank "
+        f"{arch.rank}, {len(candidates)} permutation candidate(s)"
+    )
     best, best_error = None, np.inf
-    for perm in candidates:
+    for k, perm in enumerate(candidates, start=1):
         factors, root_blocks = _factorize_chain(
             A,
             arch.patterns,
@@ -573,15 +590,15 @@ def factorize_with_error(
             orthonormalize,
             svd_tol,
             n_jobs,
+            progress,
             working_memory,
-            verbose,
         )
         B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
         if not need_error:
             return B, None
         if isinstance(A, SlabSource) and len(factors) > 1:
             error = _slab_error(
-                A, factors, arch.patterns, perm, order[0], working_memory, verbose
+                A, factors, arch.patterns, perm, order[0], working_memory, progress
             )
         elif isinstance(A, SlabSource):
             error = frobenius_error(A.toarray(), B)
@@ -590,6 +607,8 @@ def factorize_with_error(
         else:
             error = _root_error(factors, root_blocks, order[0] if order else 0)
         del root_blocks
+        if len(candidates) > 1:
+            progress(f"candidate {k}/{len(candidates)}: error {error:.3e}")
         if error < best_error:
             best, best_error = B, error
     return best, best_error

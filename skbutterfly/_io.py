@@ -68,8 +68,10 @@ def load(path) -> ButterflyMatrix:
 
     Raises
     ------
+    FileNotFoundError
+        If the file does not exist.
     ValueError
-        If the file is missing, not an ``.npz`` archive, not written by
+        If the file is not an ``.npz`` archive, not written by
         skbutterfly, of an unsupported version, truncated or inconsistent.
 
     Examples
@@ -86,7 +88,7 @@ def load(path) -> ButterflyMatrix:
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise ValueError(f"cannot load {path!r}: no such file.") from None
+        raise FileNotFoundError(f"cannot load {path!r}: no such file.") from None
     except Exception as exc:
         raise ValueError(
             f"cannot load {path!r}: not a readable .npz file ({exc})."

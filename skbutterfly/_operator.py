@@ -3,6 +3,8 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import copy
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
@@ -350,6 +352,73 @@ class ButterflyMatrix(_CheckedOperator):
         ndarray of shape (m, n)
         """
         return self._matmat(np.eye(self.shape[1], dtype=self.dtype))
+
+    def todense(self) -> np.ndarray:
+        """Dense matrix of the operator, as :meth:`toarray`.
+
+        For code written against ``scipy.sparse``; returns an ``ndarray``
+        (never the deprecated ``numpy.matrix``).
+
+        Returns
+        -------
+        ndarray of shape (m, n)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbutterfly.datasets import random_butterfly
+        >>> B = random_butterfly(8, random_state=0)
+        >>> np.array_equal(B.todense(), B.toarray())
+        True
+        """
+        return self.toarray()
+
+    def astype(self, dtype) -> "ButterflyMatrix":
+        """Copy of the operator with its factors cast to ``dtype``.
+
+        Parameters
+        ----------
+        dtype : data-type
+            ``float32``, ``float64``, ``complex64`` or ``complex128``
+            (anything ``numpy.dtype`` turns into one). A complex operator
+            cannot be cast to a real dtype (its imaginary parts would be
+            lost): that raises a ``TypeError``.
+
+        Returns
+        -------
+        ButterflyMatrix
+            Same patterns, permutation and shape; ``self`` is unchanged.
+
+        Examples
+        --------
+        >>> from skbutterfly.datasets import random_butterfly
+        >>> B = random_butterfly(8, random_state=0)
+        >>> B.astype("float32")
+        <8x8 ButterflyMatrix with dtype=float32, 3 factors, nnz=48>
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "fc" or dtype.itemsize < 4 + 4 * (dtype.kind == "c"):
+            raise TypeError(
+                "dtype must be float32, float64, complex64 or complex128, got "
+                f"dtype={dtype}."
+            )
+        if self.dtype.kind == "c" and dtype.kind == "f":
+            raise TypeError(
+                f"cannot cast a complex operator (dtype={self.dtype}) to "
+                f"dtype={dtype}: the imaginary parts would be lost; take the "
+                "real part of the factors explicitly if that is meant."
+            )
+        # A shallow copy keeps every other attribute (permutations, shape).
+        cast = copy.copy(self)
+        factors = []
+        for K in self.factors:
+            K = K.astype(dtype)
+            K.flags.writeable = False
+            factors.append(K)
+        cast.factors = tuple(factors)
+        cast.dtype = dtype
+        cast._plans = {}
+        return cast
 
     def factors_sparse(self) -> list:
         """The factors as ``scipy.sparse.csr_array``, left to right.

@@ -219,8 +219,15 @@ def default_n_factors(shape) -> int:
 
 
 def max_n_factors(shape) -> int:
-    """Largest accepted depth: ``ceil(log2(max(shape)))`` (at least 1)."""
+    """Deepest proper chain: ``ceil(log2(max(shape)))`` (at least 1).
+
+    Deeper architectures repeat a diagonal factor (see :func:`architecture`).
+    """
     return max(1, math.ceil(math.log2(max(shape))))
+
+
+# Bound on the depth: a mistyped huge count must fail, not allocate.
+MAX_FACTORS = 1024
 
 
 @dataclass(frozen=True)
@@ -281,6 +288,14 @@ def architecture(
     ``n_factors=2`` gives a Monarch-like product of two block-diagonal-like
     factors with blocks of size about ``sqrt(N)``; ``n_factors=1`` is dense.
 
+    Any ``n_factors >= 1`` is accepted, as pyfaust's ``fdb`` does. A chain
+    has at most :math:`L = \\lceil \\log_2 \\max(m, n) \\rceil` proper
+    factors (each radix is at least 2); beyond ``L``, the architecture of
+    depth ``L`` is followed by ``n_factors - L`` **diagonal** factors
+    (pattern ``(n_pad, 1, 1, 1)``, ``n_pad`` the padded number of columns):
+    they add ``n_pad`` values each and no accuracy, so that a grid over
+    ``n_factors`` can run past ``L`` without failing.
+
     A dimension with fewer than ``n_factors`` prime factors cannot be split:
     with ``padding="zeros"`` it is padded up to the next size that can (the
     fitted operator is cropped back), with ``padding="raise"`` a
@@ -291,8 +306,9 @@ def architecture(
     shape : tuple of int
         Shape ``(m, n)`` of the matrix to approximate.
     n_factors : int, default=None
-        Number of factors ``J``, between 1 and ``ceil(log2(max(m, n)))``.
-        ``None`` means ``ceil(log2(min(m, n)))``, the classic butterfly depth.
+        Number of factors ``J``, between 1 and 1024; beyond
+        ``ceil(log2(max(m, n)))`` the extra factors are diagonal. ``None``
+        means ``ceil(log2(min(m, n)))``, the classic butterfly depth.
     rank : int, default=1
         Block rank ``r`` between consecutive factors (the "deformable"
         butterfly); at most ``max(m, n)``.
@@ -315,15 +331,18 @@ def architecture(
     [(1, 4, 4, 4), (4, 4, 4, 1)]
     >>> architecture((6, 5), n_factors=2).padded_shape
     (6, 6)
+    >>> [tuple(p) for p in architecture((4, 4), n_factors=3)]  # one diagonal
+    [(1, 2, 2, 2), (2, 2, 2, 1), (4, 1, 1, 1)]
     """
     m, n = check_shape(shape)
-    upper = max_n_factors((m, n))
     if n_factors is None:
         n_factors = default_n_factors((m, n))
-    n_factors = check_positive_int(n_factors, "n_factors", maximum=upper)
+    n_factors = check_positive_int(n_factors, "n_factors", maximum=MAX_FACTORS)
     rank = check_positive_int(rank, "rank", maximum=max(m, n))
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+    n_diagonal = max(0, n_factors - max_n_factors((m, n)))
+    n_factors -= n_diagonal
     rows = split_dimension(m, n_factors)
     cols = split_dimension(n, n_factors)
     if rows is None or cols is None:
@@ -347,4 +366,5 @@ def architecture(
         )
         for ell in range(n_factors)
     )
+    patterns += (Pattern(padded[1], 1, 1, 1),) * n_diagonal
     return Architecture(patterns, (m, n), padded, rank)

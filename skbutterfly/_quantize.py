@@ -25,6 +25,7 @@ from skbutterfly._ks import (
 )
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
+from skbutterfly._progress import Progress
 from skbutterfly._quantize_rank_one import check_method, quantize_terms, real_float64
 from skbutterfly._validation import check_matrix
 
@@ -158,17 +159,19 @@ def _quantize_pair(K1, K2, fmt, method, n_jobs):
     return _pair_values(Xh, Yh, K1.shape, K2.shape)
 
 
-def _pairwise(factors, fmt, method, n_jobs):
+def _pairwise(factors, fmt, method, n_jobs, progress):
     factors = [real_float64(K) for K in factors]
     out = []
     for i in range(0, len(factors) - 1, 2):
         out.extend(_quantize_pair(factors[i], factors[i + 1], fmt, method, n_jobs))
+        progress(f"pair (F_{i + 1}, F_{i + 2}) of {len(factors)} factors quantized")
     if len(factors) % 2:
         out.append(round_to_format(factors[-1], fmt))
+        progress(f"F_{len(factors)} rounded to nearest")
     return out
 
 
-def _left_to_right(factors, fmt, method, n_jobs):
+def _left_to_right(factors, fmt, method, n_jobs, progress):
     factors = [real_float64(K) for K in factors]
     if len(factors) == 1:
         return [round_to_format(factors[0], fmt)]
@@ -190,15 +193,19 @@ def _left_to_right(factors, fmt, method, n_jobs):
         mu_cols = mu_cols[:, 0].reshape(a1 * c1 * d1)
         nxt = factors[k + 1]
         factors[k + 1] = nxt * mu_cols[ks_indices(nxt.shape)[0]]
+        progress(f"F_{k + 1} of {len(factors)} factors quantized")
     out.extend(_quantize_pair(factors[-2], factors[-1], fmt, method, n_jobs))
+    n = len(factors)
+    progress(f"pair (F_{n - 1}, F_{n}) of {n} factors quantized")
     return out
 
 
-def _round_each(factors, fmt, method, n_jobs):
+def _round_each(factors, fmt, method, n_jobs, progress):
     return [round_to_format(K, fmt) for K in factors]
 
 
-# Name -> function(factors, fmt, method, n_jobs) of the butterfly heuristics.
+# Name -> function(factors, fmt, method, n_jobs, progress) of the butterfly
+# heuristics.
 HEURISTICS = {
     "pairwise": _pairwise,
     "left-to-right": _left_to_right,
@@ -212,6 +219,7 @@ def quantize_butterfly(
     heuristic: str = "pairwise",
     method: str = "exact",
     n_jobs=None,
+    verbose: int = 0,
 ) -> ButterflyMatrix:
     """Quantize the factors of a butterfly to a float format.
 
@@ -255,6 +263,9 @@ def quantize_butterfly(
         Rank-one method (:func:`quantize_rank_one`).
     n_jobs : int, default=None
         Jobs over chunks of rank-one terms (joblib).
+    verbose : int, default=0
+        ``0`` is silent; from ``1``, one line per factor pair (or factor)
+        quantized, with the elapsed time.
 
     Returns
     -------
@@ -294,7 +305,8 @@ def quantize_butterfly(
     dtype = output_dtype(B.dtype, fmt)
     # "rtn" as the rank-one method means round-to-nearest everywhere.
     combine = HEURISTICS["rtn" if method == "rtn" else heuristic]
-    factors = combine(list(B.factors), fmt, method, n_jobs)
+    progress = Progress("quantize_butterfly", verbose)
+    factors = combine(list(B.factors), fmt, method, n_jobs, progress)
     return ButterflyMatrix(
         [K.astype(dtype) for K in factors], perm=B.perm, shape=B.shape
     )

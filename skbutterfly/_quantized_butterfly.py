@@ -14,9 +14,17 @@ from sklearn.utils.validation import check_is_fitted
 from skbutterfly._base import BaseFactorizer, relative_error
 from skbutterfly._butterfly_factorizer import ButterflyFactorizer
 from skbutterfly._formats import PRESETS, FloatFormat, check_format, storage_bits
+from skbutterfly._progress import Progress
 from skbutterfly._quantize import HEURISTICS
 from skbutterfly._quantize_rank_one import QUANTIZE_METHODS
 from skbutterfly._validation import validate_estimator_input
+from skbutterfly._warnings import POOR_FIT_ERROR, warn_if_poor_fit
+
+# Quantization made a good model poor: the precision is the remedy.
+POOR_FIT_HINT = (
+    "quantization made the error large (it was {unquantized:.3g} before): try a "
+    "higher precision; see 'Choosing a model' in the user guide."
+)
 
 
 class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
@@ -54,6 +62,10 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
         (:func:`~skbutterfly.quantize_butterfly`).
     n_jobs : int, default=None
         Jobs over chunks of rank-one terms (joblib).
+    verbose : int, default=0
+        ``0`` is silent; from ``1``, one line per phase (inner fit,
+        quantization of each factor pair, error evaluation) with the
+        elapsed time. The inner estimator keeps its own ``verbose``.
 
     Attributes
     ----------
@@ -96,6 +108,10 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
     ``method="rtn"`` (real and imaginary parts rounded); the optimal methods
     raise ``NotImplementedError`` (also a ``ValueError``) for them.
 
+    ``fit`` emits a :class:`~skbutterfly.PoorFitWarning` when quantization
+    raises the relative error above 0.5 (the inner estimator warns about its
+    own poor fits).
+
     Examples
     --------
     >>> from skbutterfly import FixedSupportFactorizer, QuantizedButterfly
@@ -118,6 +134,7 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
         "method": [StrOptions(set(QUANTIZE_METHODS))],
         "heuristic": [StrOptions(set(HEURISTICS))],
         "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -127,12 +144,14 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
         method="exact",
         heuristic="pairwise",
         n_jobs=None,
+        verbose=0,
     ):
         self.estimator = estimator
         self.precision = precision
         self.method = method
         self.heuristic = heuristic
         self.n_jobs = n_jobs
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -151,8 +170,10 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
             The fitted estimator.
         """
         X_checked = validate_estimator_input(self, X, reset=True)
+        progress = Progress("QuantizedButterfly", self.verbose)
         estimator = ButterflyFactorizer() if self.estimator is None else self.estimator
         inner = self.estimator_ = clone(estimator).fit(X, y)
+        progress(f"inner {type(inner).__name__} fitted")
         # The one requirement on the inner estimator (see BaseFactorizer).
         if not callable(getattr(inner, "_quantized_copy", None)):
             raise TypeError(
@@ -162,8 +183,9 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
             )
         fmt = self.format_ = check_format(self.precision)
         quantized = self.quantized_ = inner._quantized_copy(
-            X_checked, fmt, self.method, self.heuristic, self.n_jobs
+            X_checked, fmt, self.method, self.heuristic, self.n_jobs, self.verbose
         )
+        progress(f"quantized to {self.precision}, errors evaluated")
         for name in quantized._factor_attributes:
             setattr(self, name, getattr(quantized, name))
         self.storage_bits_ = storage_bits(quantized._stored_factors(), fmt)
@@ -173,6 +195,13 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
         self.unquantized_error_ = relative_error(
             residual, float(np.linalg.norm(X_checked))
         )
+        progress(
+            f"relative error {self.relative_error_:.3e} quantized, "
+            f"{self.unquantized_error_:.3e} before"
+        )
+        if self.unquantized_error_ <= POOR_FIT_ERROR:
+            hint = POOR_FIT_HINT.format(unquantized=self.unquantized_error_)
+            warn_if_poor_fit(self.relative_error_, None, X_checked.size, hint)
         return self
 
     def _approximation(self):

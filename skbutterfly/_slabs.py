@@ -289,7 +289,7 @@ def _read_bands(data, cols, max_entries):
 
 
 def map_slabs(
-    source, perm, padded_shape, delta, c2, job, args, *, working_memory, verbose
+    source, perm, padded_shape, delta, c2, job, args, *, working_memory, progress
 ):
     """Run ``job(piece, tile, *args(g0, g1))`` on every slab of the root target.
 
@@ -310,12 +310,10 @@ def map_slabs(
         rows, c2, alpha, source.dtype.itemsize, working_memory, max_groups
     )
     tiles = [_tile(source, perm, rows, delta, c2, g0, g1) for g0, g1 in groups]
-    prefix = f"[butterfly_factorize] {source.name}"
     if dask_input:
         import dask
 
-        if verbose:
-            print(f"{prefix}: {len(tiles)} slabs of {rows} rows as Dask tasks")
+        progress(f"{source.name}: {len(tiles)} slabs of {rows} rows as Dask tasks")
         tasks = [
             dask.delayed(job)(_read(source.data, tile.cols), tile, *args(g0, g1))
             for tile, (g0, g1) in zip(tiles, groups)
@@ -333,9 +331,8 @@ def map_slabs(
         results.append(job(piece, tile, *args(g0, g1)))
         del piece
         _release(data)
-        if verbose:
-            print(
-                f"{prefix}: slab {s + 1}/{len(tiles)} (columns {g0 * c2}.."
-                f"{g1 * c2 - 1} of the permuted matrix) done"
-            )
+        progress(
+            f"{source.name}: slab {s + 1}/{len(tiles)} (columns {g0 * c2}.."
+            f"{g1 * c2 - 1} of the permuted matrix) done"
+        )
     return results

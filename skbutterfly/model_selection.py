@@ -29,6 +29,7 @@ Examples
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
 from collections.abc import Callable
 from numbers import Real
 
@@ -38,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._base import BaseFactorizer, relative_error
 from skbutterfly._validation import check_matrix
+from skbutterfly._warnings import PoorFitWarning, external_stacklevel
 
 __all__ = [
     "WholeMatrixSplit",
@@ -321,7 +323,12 @@ class WholeMatrixSplit:
 
 
 class _CheapestWithin:
-    """The refit rule built by :func:`cheapest_within` (picklable, readable)."""
+    """The refit rule built by :func:`cheapest_within` (picklable, readable).
+
+    ``GridSearchCV.score`` looks its scorer up by ``refit`` in the dict of
+    scorers; the rule hashes and compares equal to the name of its error
+    scorer, so ``search.score(X)`` reports that scorer.
+    """
 
     def __init__(self, tol, cost, error):
         self.tol = tol
@@ -357,7 +364,32 @@ class _CheapestWithin:
             order = np.lexsort((candidates, error[candidates], cost[candidates]))
         else:
             order = np.lexsort((candidates, error[candidates]))
-        return int(candidates[order[0]])
+        best = int(candidates[order[0]])
+        if not within.any():
+            warnings.warn(
+                f"cheapest_within(tol={self.tol:g}): no candidate reaches the "
+                f"tolerance; refitting the most accurate one, with relative error "
+                f"{error[best]:.3g} (candidate {best}). Widen the grid (rank, "
+                "permutation, n_factors=1) or raise tol; see 'Choosing a model' in "
+                "the user guide.",
+                PoorFitWarning,
+                stacklevel=external_stacklevel(),
+            )
+        return best
+
+    def __hash__(self):
+        return hash(self.error)
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            return other == self.error
+        if isinstance(other, _CheapestWithin):
+            return (self.tol, self.cost, self.error) == (
+                other.tol,
+                other.cost,
+                other.error,
+            )
+        return NotImplemented
 
     def __repr__(self):
         return (
@@ -382,8 +414,11 @@ def cheapest_within(
 
     ties broken by the smaller error, then by the first index. If **no**
     candidate reaches the tolerance, it falls back to the most accurate one
-    (the smallest :math:`e_k`, first index on ties). Candidates whose scores
-    are NaN (a failed fit with ``error_score=np.nan``) are never chosen.
+    (the smallest :math:`e_k`, first index on ties) and emits a
+    :class:`~skbutterfly.PoorFitWarning` naming that error. Candidates whose
+    scores are NaN (a failed fit with ``error_score=np.nan``) are never
+    chosen. ``search.score(X)`` then returns the ``error`` scorer of the
+    refitted model (minus its relative error).
 
     Parameters
     ----------
@@ -402,7 +437,8 @@ def cheapest_within(
     callable
         ``refit(cv_results) -> int``. ``GridSearchCV`` then exposes the choice
         as ``best_index_``, ``best_params_`` and ``best_estimator_``
-        (``best_score_`` is not set for a callable ``refit``).
+        (``best_score_`` is not set for a callable ``refit``), and its
+        ``score(X)`` is the ``error`` scorer of ``best_estimator_``.
 
     Examples
     --------
@@ -421,6 +457,8 @@ def cheapest_within(
     {'n_factors': 6}
     >>> search.set_params(refit=cheapest_within(1e-3)).fit(A).best_params_
     {'n_factors': 1}
+    >>> float(search.score(A))          # minus the relative error of the refit
+    -0.0
     """
     if isinstance(tol, bool) or not isinstance(tol, Real) or not tol >= 0:
         raise ValueError(f"tol must be a number >= 0, got {tol!r}.")

@@ -88,7 +88,7 @@ def test_parameters_are_validated_at_fit():
         with pytest.raises(ValueError):
             ButterflyFactorizer(**params).fit(A)
     with pytest.raises(ValueError, match="n_factors must be in"):
-        ButterflyFactorizer(n_factors=9).fit(A)
+        ButterflyFactorizer(n_factors=1025).fit(A)
     with pytest.raises(ValueError, match="not a permutation"):
         ButterflyFactorizer(permutation=np.zeros(8, dtype=int)).fit(A)
 

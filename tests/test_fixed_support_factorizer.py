@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 
 from skbutterfly import (
     FixedSupportFactorizer,
@@ -128,7 +129,9 @@ def test_inverse_transform_and_score_on_training_data():
 
 def test_lu_is_solved_by_als_and_not_certified():
     X = np.array([[0.0, 1.0], [1.0, 0.0]])
-    est = FixedSupportFactorizer("lower", "upper", random_state=0).fit(X)
+    # No LU exists (the infimum 0 is not attained): ALS runs out of max_iter.
+    with pytest.warns(ConvergenceWarning, match="max_iter=200"):
+        est = FixedSupportFactorizer("lower", "upper", random_state=0).fit(X)
     assert est.method_ == "als" and not est.certified_optimal_
     assert np.isfinite(est.W_).all() and est.reconstruction_err_ > 0
     with pytest.raises(ValueError, match="not tractable"):
@@ -156,3 +159,25 @@ def test_fit_does_not_change_parameters_and_is_reproducible():
     W2 = clone(est).fit_transform(X)
     np.testing.assert_array_equal(W1, W2)
     assert est.get_params() == params
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_transform_is_the_minimum_norm_least_squares_solution(dtype):
+    from skbutterfly import QuantizedButterfly
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 9)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        X = X + 1j * rng.standard_normal((12, 9))
+    # 3 components for 9 features: an overdetermined least-squares problem.
+    est = FixedSupportFactorizer("full", "full", n_components=3).fit(X)
+    X_new = rng.standard_normal((40, 9)).astype(dtype)
+    reference = np.linalg.lstsq(est.components_.T, X_new.T, rcond=None)[0].T
+    np.testing.assert_allclose(est.transform(X_new), reference, atol=1e-12)
+    if np.dtype(dtype).kind == "c":
+        return
+    # The quantized copy codes with its own (quantized) components.
+    q = QuantizedButterfly(FixedSupportFactorizer("full", "full", n_components=3))
+    q.fit(X)
+    reference = np.linalg.lstsq(q.components_.T, X_new.T, rcond=None)[0].T
+    np.testing.assert_allclose(q.transform(X_new), reference, atol=1e-12)

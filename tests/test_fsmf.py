@@ -1,15 +1,21 @@
 """Fixed-support factorization: analysis, exact solvers, ALS (arXiv:2112.00386)."""
 
+import warnings
+
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 
 from skbutterfly import (
     architecture,
     butterfly_support,
     fuse_patterns,
+    lower_triangular_support,
+    upper_triangular_support,
 )
 from skbutterfly._fsmf import fixed_support_factorize as fsmf
 from skbutterfly._fsmf_als import _als, _random_start
@@ -96,7 +102,7 @@ def test_disjoint_instances_reach_closed_form_optimum(m, n, groups, dtype, seed)
     # Alternating least squares from random starts never beats the optimum.
     for start in range(3):
         W0, H0 = _random_start(A, S_W, S_H, np.random.default_rng(start))
-        W1, H1, loss, _ = _als(A, S_W, S_H, W0, H0, 50, 1e-12)
+        W1, H1, loss, *_ = _als(A, S_W, S_H, W0, H0, 50, 1e-12)
         _assert_feasible(W1, H1, S_W, S_H)
         assert loss >= optimum - 1e-9 * scale
 
@@ -426,6 +432,8 @@ def test_reduction_attains_the_masked_value_of_any_rank_one_pair():
     assert float(np.sum((target - W @ H) ** 2)) == pytest.approx(masked)
 
 
+# No LU exists: ALS may run out of max_iter (tested below).
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lu_of_antidiagonal_is_finite_and_not_certified(dtype):
     A = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=dtype)
@@ -461,7 +469,7 @@ def test_als_stays_in_the_spurious_valley(n):
     W[1, 1], H[1, 1] = 10.0, 1.0
     _assert_feasible(W, H, S_W, S_H)
     assert np.sum((A - W @ H) ** 2) < 2
-    W1, H1, loss, _ = _als(A, S_W, S_H, W, H, 300, 0.0)
+    W1, H1, loss, *_ = _als(A, S_W, S_H, W, H, 300, 0.0)
     assert W1[0, 0] * H1[0, 0] < 0
     assert loss >= 1
     # From a start on the good side, ALS reaches the global minimum 0.
@@ -539,3 +547,67 @@ def test_large_blocks_reach_the_optimum(dtype):
     )
     assert info.error**2 == pytest.approx(optimum, rel=1e-10)
     assert info.optimal_error**2 == pytest.approx(optimum, rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (32, 32), (9, 5), (5, 9)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lu_supports_are_exact_on_matrices_with_an_lu(shape, seed):
+    # Reference: A = L0 U0 with L0 unit lower, U0 upper and nonzero pivots,
+    # which Gaussian elimination reproduces; ALS alone stalls far away.
+    m, n = shape
+    k = min(m, n)
+    rng = np.random.default_rng(seed)
+    L0 = np.tril(rng.standard_normal((m, k)), -1) + np.eye(m, k)
+    U0 = np.triu(rng.standard_normal((k, n)))
+    U0[np.arange(k), np.arange(k)] = rng.uniform(1, 2, k) * rng.choice([-1, 1], k)
+    A = L0 @ U0
+    S_W, S_H = lower_triangular_support((m, k)), upper_triangular_support((k, n))
+    W, H, info = fsmf(A, S_W, S_H, random_state=0)
+    _assert_feasible(W, H, S_W, S_H)
+    assert info.relative_error <= 1e-10
+    # The unit-lower LU is unique: the factors are L0 and U0 themselves.
+    np.testing.assert_allclose(W, L0, atol=1e-8)
+    np.testing.assert_allclose(H, U0, atol=1e-8)
+
+
+def test_lu_supports_of_a_gaussian_matrix_match_scipy_without_pivoting():
+    # A Gaussian matrix has an LU without pivoting (almost surely); scipy's
+    # partial pivoting, applied to the matrix with its rows already in
+    # pivot order, gives the same factors (P = I).
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((24, 24))
+    P, _, _ = scipy.linalg.lu(B)
+    A = P.T @ B
+    P2, L, U = scipy.linalg.lu(A)
+    assert np.array_equal(P2, np.eye(24))
+    W, H, info = fsmf(A, *lu_supports(24), random_state=0)
+    assert info.relative_error <= 1e-10
+    np.testing.assert_allclose(W @ H, L @ U, atol=1e-10 * np.linalg.norm(A))
+    np.testing.assert_allclose(np.diag(W), 1.0)
+
+
+def test_als_warns_when_it_runs_out_of_iterations():
+    A = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with pytest.warns(ConvergenceWarning, match=r"max_iter=3 .*tol=1e-10"):
+        fsmf(A, *lu_supports(2), max_iter=3, random_state=0)
+    # A converged run is silent.
+    A = np.random.default_rng(0).standard_normal((6, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        fsmf(A, *lu_supports(6), random_state=0)
+
+
+def test_als_verbose_prints_starts_and_iterations(capsys):
+    A = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fsmf(A, *lu_supports(2), max_iter=2, n_restarts=2, verbose=1)
+        first = capsys.readouterr().out
+        fsmf(A, *lu_supports(2), max_iter=2, n_restarts=2, verbose=2)
+        second = capsys.readouterr().out
+        fsmf(A, *lu_supports(2), max_iter=2, n_restarts=2)
+    assert capsys.readouterr().out == ""
+    assert "[fixed_support_factorize] start 1/2 (relaxation)" in first
+    assert "start 2/2 (random): 2 iterations" in first
+    assert "iteration" not in first.replace("iterations", "")
+    assert "start 2: iteration 2, relative error" in second

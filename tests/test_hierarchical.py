@@ -365,9 +365,9 @@ def test_padding_raise_names_the_shape_and_fitting_sizes():
         butterfly_factorize(np.ones((6, 5)), n_factors=3, padding="raise")
 
 
-@pytest.mark.parametrize("n_factors", [0, 5, -1])
+@pytest.mark.parametrize("n_factors", [0, 1025, -1])
 def test_n_factors_out_of_range_raises(n_factors):
-    with pytest.raises(ValueError, match=r"n_factors must be in \[1, 4\]"):
+    with pytest.raises(ValueError, match=r"n_factors must be in \[1, 1024\]"):
         butterfly_factorize(hadamard(16), n_factors=n_factors)
 
 
@@ -498,3 +498,24 @@ def test_low_rank_blocks_edge_cases():
     U, R = low_rank_blocks(B, 5)  # rank above min(m, n): exact, k = 3
     assert U.shape == (4, 3, 3)
     np.testing.assert_allclose(U @ R, B, atol=1e-12)
+
+
+def test_more_factors_than_log2_is_exact_on_a_butterfly():
+    # As pyfaust's own test suite: an 8 x 8 DFT into 7 factors, exactly.
+    F = dft(8)
+    B = butterfly_factorize(F, n_factors=7, permutation="bit-reversal")
+    assert B.n_factors == 7
+    assert _relative_error(F, B) < 1e-12
+    # The four extra factors are diagonal: the first three hold the butterfly.
+    for K in B.factors[3:]:
+        assert K.shape == (8, 1, 1, 1)
+
+
+def test_more_factors_than_log2_is_no_worse_than_log2():
+    A = np.random.default_rng(3).standard_normal((16, 16))
+    errors = [
+        _relative_error(A, butterfly_factorize(A, n_factors=J, svd_tol=0))
+        for J in (4, 6)
+    ]
+    # Diagonal factors change the tree only: the error stays comparable.
+    assert errors[1] < 1.5 * errors[0]

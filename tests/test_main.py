@@ -179,9 +179,24 @@ def test_significand_bits_matches_a_direct_count():
         (["factorize", "x.npy"], 2, "the following arguments are required: --out"),
         (["factorize", "x.npy", "--out", "o.npz", "--tree", "up"], 2, "'up'"),
         (["factorize", "x.npy", "--out", "o.npz", "--rank", "two"], 2, "'two'"),
-        (["demo", "--size", "1"], 1, "--size must be a power of two >= 2"),
-        (["demo", "--size", "48"], 1, "--size must be a power of two >= 2"),
-        (["demo", "--columns", "0"], 1, "--columns must be >= 1"),
+        (["demo", "--size", "1"], 2, "--size: expected a power of two >= 2"),
+        (["demo", "--size", "48"], 2, "--size: expected a power of two >= 2"),
+        (["demo", "--columns", "0"], 2, "--columns: expected an integer >= 1"),
+        (["demo", "--noise", "-1"], 2, "--noise: expected a finite number >= 0"),
+        (["demo", "--precision", "float8"], 2, "--precision: expected"),
+        (["demo", "--precision", "0"], 2, "--precision: expected"),
+        (["factorize", "x.npy", "--out", "o.npy"], 2, "--out: expected a file"),
+        (
+            ["factorize", "x.npy", "--out", "o.npz", "--n-factors", "0"],
+            2,
+            "--n-factors",
+        ),
+        (["factorize", "x.npy", "--out", "o.npz", "--n-jobs", "0"], 2, "nonzero"),
+        (
+            ["factorize", "x.npy", "--out", "o.npz", "--permutation", "bitrev"],
+            2,
+            "--permutation: expected one of none, bit-reversal, default-8, 000",
+        ),
     ],
 )
 def test_bad_options_give_one_line_and_an_exit_code(argv, code, message, capsys):
@@ -230,11 +245,17 @@ def test_factorize_refuses_bad_values_and_destinations(hadamard_file, capsys):
     assert code == 1
     assert "no directory" in _one_line_error(capsys.readouterr().err)
     out = os.path.join(os.path.dirname(hadamard_file), "o.npz")
-    assert main(["factorize", str(hadamard_file), "--out", out, "--rank", "0"]) == 1
-    assert "rank" in _one_line_error(capsys.readouterr().err)
+    assert main(["factorize", str(hadamard_file), "--out", out, "--rank", "0"]) == 2
+    assert "--rank" in _one_line_error(capsys.readouterr().err)
     code = main(["factorize", str(hadamard_file), "--out", out, "--precision", "x"])
+    assert code == 2
+    assert "--precision" in _one_line_error(capsys.readouterr().err)
+    # Values that depend on the matrix are checked before the factorization.
+    code = main(["factorize", str(hadamard_file), "--out", out, "--rank", "99"])
     assert code == 1
-    assert "x" in _one_line_error(capsys.readouterr().err)
+    captured = capsys.readouterr()
+    assert "rank must be in [1, 16]" in _one_line_error(captured.err)
+    assert "factorizing" not in captured.out
     assert not os.path.exists(out)
 
 
@@ -270,3 +291,53 @@ def test_installed_script_matches_the_module():
     )
     assert result.returncode == 0
     assert "demo" in result.stdout and "factorize" in result.stdout
+
+
+def test_version_and_help_on_every_option(capsys):
+    from skbutterfly import __version__
+    from skbutterfly.__main__ import _parser
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"skbutterfly {__version__}"
+    parser = _parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.dest} has no help"
+    assert main(["factorize", "--help"]) == 0
+    out = capsys.readouterr().out
+    for code in ("bit-reversal", "default-8", "000", "111", ".npy"):
+        assert code in out
+
+
+def test_factorize_prints_a_hint_for_a_poor_fit(tmp_path, capsys):
+    source, out = tmp_path / "noise.npy", tmp_path / "noise.npz"
+    np.save(source, np.random.default_rng(0).standard_normal((32, 32)))
+    assert main(["factorize", str(source), "--out", str(out)]) == 0
+    hints = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("hint:")
+    ]
+    assert len(hints) == 1 and "rank" in hints[0] and "permutation" in hints[0]
+
+
+def test_quantization_time_is_reported_apart_from_the_error(tmp_path, capsys):
+    source, out = tmp_path / "a.npy", tmp_path / "a.npz"
+    np.save(source, random_butterfly(16, random_state=0).toarray())
+    argv = ["factorize", str(source), "--out", str(out), "--precision", "bfloat16"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "quantizing to bfloat16 (pairwise): done in" in printed
+    assert "(error evaluated in" in printed
+
+
+def test_info_does_not_claim_full_precision_values_fit_a_small_format(tmp_path, capsys):
+    path = tmp_path / "b.npz"
+    random_butterfly(8, random_state=0).save(path)  # Gaussian float64 values
+    assert main(["info", str(path)]) == 0
+    line = next(
+        line for line in capsys.readouterr().out.splitlines() if "significand" in line
+    )
+    assert "bits used by the values: 53" in line
+    assert "bfloat16" not in line and "no low-precision preset" in line

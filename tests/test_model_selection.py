@@ -1,15 +1,21 @@
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import FitFailedWarning, NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 
-from skbutterfly import ButterflyFactorizer, FixedSupportFactorizer, QuantizedButterfly
+from skbutterfly import (
+    ButterflyFactorizer,
+    FixedSupportFactorizer,
+    PoorFitWarning,
+    QuantizedButterfly,
+)
 from skbutterfly.datasets import add_noise, random_butterfly
 from skbutterfly.model_selection import (
     WholeMatrixSplit,
@@ -195,9 +201,14 @@ def test_cheapest_within_boundary_is_inclusive():
     assert cheapest_within(0.4999)(table) == 0
 
 
-def test_cheapest_within_falls_back_to_most_accurate():
+def test_cheapest_within_falls_back_to_most_accurate_and_says_so():
     table = _table(errors=[0.3, 0.2, 0.2, 0.9], bits=[1, 5, 4, 0])
-    assert cheapest_within(0.1)(table) == 1
+    with pytest.warns(PoorFitWarning, match=r"tol=0.1.*relative error 0.2 "):
+        assert cheapest_within(0.1)(table) == 1
+    # A candidate within the tolerance: silent.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PoorFitWarning)
+        assert cheapest_within(0.3)(table) == 0
 
 
 def test_cheapest_within_skips_failed_candidates():
@@ -223,11 +234,15 @@ def test_cheapest_within_matches_brute_force(rows, tol):
     errors = [e for e, _ in rows]
     bits = [b for _, b in rows]
     within = [i for i, e in enumerate(errors) if e <= tol]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = cheapest_within(tol)(_table(errors, bits))
     if within:
         expected = min(within, key=lambda i: (bits[i], errors[i], i))
     else:
         expected = min(range(len(rows)), key=lambda i: (errors[i], i))
-    assert cheapest_within(tol)(_table(errors, bits)) == expected
+    assert chosen == expected
+    assert len(caught) == (0 if within else 1)
 
 
 def test_cheapest_within_validation_and_repr():
@@ -315,7 +330,8 @@ def test_grid_search_over_depth_and_precision(cost):
         rtol=1e-9,
     )
     # No candidate reaches a zero tolerance: the most accurate one is refit.
-    search.set_params(refit=cheapest_within(0.0, cost=cost)).fit(A)
+    with pytest.warns(PoorFitWarning, match="no candidate reaches"):
+        search.set_params(refit=cheapest_within(0.0, cost=cost)).fit(A)
     assert search.best_index_ == int(np.argmin(errors))
 
 
@@ -396,3 +412,43 @@ def test_grid_search_over_two_factor_models():
         # F_1's support (32 values) and the product of the other three (128).
         assert -score_flops == 2 * (32 + 128)
     assert search.best_index_ == _expected_choice(results, 1e-2, "storage_bits")
+
+
+def test_search_score_with_cheapest_within_is_the_error_scorer():
+    A = add_noise(random_butterfly(32, random_state=0).toarray(), 0.01, random_state=0)
+    search = GridSearchCV(
+        ButterflyFactorizer(),
+        {"n_factors": [1, 2, 5]},
+        cv=WholeMatrixSplit(),
+        scoring=all_scorers(),
+        refit=cheapest_within(0.05),
+    ).fit(A)
+    best = search.best_estimator_
+    expected = -np.linalg.norm(A - best.butterfly_.toarray()) / np.linalg.norm(A)
+    assert search.score(A) == pytest.approx(expected, rel=1e-12)
+    # The rule stays a rule: pickled, cloned and compared by its parameters.
+    rule = pickle.loads(pickle.dumps(search.refit))
+    assert rule == cheapest_within(0.05) and rule != cheapest_within(0.1)
+    assert clone(search).refit == search.refit
+    # With another error scorer name, score reports that scorer.
+    scoring = {"err": neg_relative_error, "bits": neg_storage_bits}
+    search.set_params(scoring=scoring, refit=cheapest_within(0.05, "bits", "err"))
+    assert search.fit(A).score(A) == pytest.approx(expected, rel=1e-12)
+
+
+def test_grid_over_depths_past_log2_runs_without_failures():
+    # J = 8 > log2(64): two extra diagonal factors, no failed fit.
+    A = add_noise(random_butterfly(64, random_state=0).toarray(), 0.01, random_state=0)
+    search = GridSearchCV(
+        ButterflyFactorizer(),
+        {"n_factors": [1, 2, 4, 8]},
+        cv=WholeMatrixSplit(),
+        scoring=all_scorers(),
+        refit=cheapest_within(0.05),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitFailedWarning)
+        search.fit(A)
+    errors = -search.cv_results_["mean_test_relative_error"]
+    assert np.all(np.isfinite(errors))
+    assert errors[0] < 1e-12 and errors[3] < 0.05

@@ -383,7 +383,7 @@ def test_load_refuses_non_npz_and_npy_files(tmp_path):
     np.save(npy, np.ones(3))
     with pytest.raises(ValueError, match=r"not an \.npz archive"):
         load(npy)
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         load(tmp_path / "missing.npz")
 
 
@@ -446,3 +446,30 @@ def test_scipy_solvers_and_composition_work():
     C = random_butterfly(N, random_state=0)
     np.testing.assert_allclose((C @ B) @ b, C.toarray() @ (B.toarray() @ b), atol=1e-10)
     np.testing.assert_allclose((C.H @ C).matvec(b), C.toarray().T @ (C @ b), atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.complex128])
+def test_astype_casts_every_factor_and_keeps_the_structure(dtype):
+    B = random_butterfly(16, random_state=0)
+    perm = np.random.default_rng(0).permutation(16)
+    B = ButterflyMatrix(B.factors, perm=perm, shape=(13, 16))
+    C = B.astype(dtype)
+    assert C.dtype == dtype and B.dtype == np.float64
+    assert all(K.dtype == dtype for K in C.factors)
+    assert np.array_equal(C.perm, B.perm) and C.shape == B.shape
+    x = np.random.default_rng(1).standard_normal(16)
+    # Reference: the dense matrix of the original, cast.
+    rtol = 1e-5 if np.dtype(dtype).itemsize <= 8 else 1e-12
+    np.testing.assert_allclose(C @ x, B.toarray().astype(dtype) @ x, rtol=rtol)
+    assert (C @ x).dtype == np.result_type(dtype, x.dtype)
+    np.testing.assert_array_equal(B.todense(), B.toarray())
+    assert type(B.todense()) is np.ndarray
+
+
+def test_astype_refuses_losing_imaginary_parts_and_odd_dtypes():
+    B = random_butterfly(8, random_state=0).astype(np.complex128)
+    with pytest.raises(TypeError, match="imaginary"):
+        B.astype(np.float64)
+    for dtype in (np.int64, np.float16, bool):
+        with pytest.raises(TypeError, match="dtype must be"):
+            B.astype(dtype)

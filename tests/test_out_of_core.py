@@ -134,12 +134,12 @@ def test_candidates_are_compared_on_the_slabs(tmp_path):
 def test_verbose_prints_one_line_per_slab(tmp_path, capsys):
     A = _matrix((64, 64), False)
     butterfly_factorize(_memmap(A, tmp_path), working_memory=1e-3, verbose=1)
-    lines = capsys.readouterr().out.splitlines()
+    lines = [s for s in capsys.readouterr().out.splitlines() if ": slab " in s]
     assert len(lines) == 8  # eight column groups of 8 at the root
     assert lines[-1].startswith("[butterfly_factorize] A: slab 8/8")
     # A Dask array's slabs follow its column chunks (here 16 columns wide).
     butterfly_factorize(da.from_array(A, chunks=(64, 16)), verbose=1)
-    assert capsys.readouterr().out.startswith("[butterfly_factorize] A: 4 slabs")
+    assert "[butterfly_factorize] A: 4 slabs" in capsys.readouterr().out
 
 
 def test_memmap_is_not_modified(tmp_path):

@@ -238,6 +238,8 @@ def _fsmf_als_run(n_jobs):
     # LU supports are intractable: alternating least squares from n_restarts
     # seeded starts, one chunk of starts per job.
     A = np.random.default_rng(0).standard_normal((8, 8))
+    # A zero first pivot: no LU, so every ALS start runs (in parallel).
+    A[0, 0] = 0.0
     S_W, S_H = lower_triangular_support((8, 8)), upper_triangular_support((8, 8))
     W, H, info = fixed_support_factorize(
         A, S_W, S_H, n_restarts=4, max_iter=30, random_state=0, n_jobs=n_jobs
@@ -258,6 +260,7 @@ def _butterfly_estimator_run(n_jobs):
 
 def _fixed_support_estimator_run(n_jobs):
     X = np.random.default_rng(0).standard_normal((8, 8))
+    X[0, 0] = 0.0  # no LU: the ALS starts run (as above)
     est = FixedSupportFactorizer(
         support_W="lower",
         support_H="upper",

@@ -204,9 +204,9 @@ def test_padding_raise_lists_the_fitting_sizes():
     "kwargs, error, match",
     [
         (
-            {"shape": (8, 8), "n_factors": 4},
+            {"shape": (8, 8), "n_factors": 1025},
             ValueError,
-            r"n_factors must be in \[1, 3\]",
+            r"n_factors must be in \[1, 1024\]",
         ),
         ({"shape": (8, 8), "n_factors": 0}, ValueError, "n_factors"),
         ({"shape": (8, 8), "n_factors": 2.0}, TypeError, "n_factors"),
@@ -291,3 +291,18 @@ def test_block_diagonal_support_example_and_errors():
         block_diagonal_support((4, 4), 5)
     with pytest.raises(ValueError, match="shape"):
         full_support((0, 3))
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (6, 5), (3, 12)])
+def test_architecture_beyond_log2_appends_diagonal_factors(shape):
+    upper = max_n_factors(shape)
+    base = architecture(shape, n_factors=upper)
+    deep = architecture(shape, n_factors=upper + 3)
+    n_pad = base.padded_shape[1]
+    assert deep.patterns[:upper] == base.patterns
+    assert deep.patterns[upper:] == (Pattern(n_pad, 1, 1, 1),) * 3
+    assert deep.padded_shape == base.padded_shape
+    # Each extra factor is a diagonal matrix of size n_pad.
+    assert np.array_equal(deep[-1].support(), np.eye(n_pad, dtype=bool))
+    assert deep.nnz == base.nnz + 3 * n_pad
+    check_chain(deep.patterns)

@@ -963,7 +963,9 @@ def test_load_refuses_junk(tmp_path, content):
 
 
 def test_load_refuses_missing_file_and_directory(tmp_path):
-    _raises_clear(lambda: load(tmp_path / "missing.npz"), ["no such file"])
+    _raises_clear(
+        lambda: load(tmp_path / "missing.npz"), ["no such file"], FileNotFoundError
+    )
     _raises_clear(lambda: load(tmp_path), [str(tmp_path)], ValueError)
 
 
