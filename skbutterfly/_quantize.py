@@ -26,7 +26,12 @@ from skbutterfly._ks import (
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._parallel import map_chunks
 from skbutterfly._progress import Progress
-from skbutterfly._quantize_rank_one import check_method, quantize_terms, real_float64
+from skbutterfly._quantize_rank_one import (
+    check_method,
+    quantize_left_terms,
+    quantize_terms,
+    real_float64,
+)
 from skbutterfly._validation import check_matrix
 
 # ----------------------------------------------------------------------------
@@ -181,7 +186,7 @@ def _left_to_right(factors, fmt, method, n_jobs, progress):
         rest = reduce(fuse_values, factors[k + 1 :])
         X, Y = _pair_terms(K1, rest)
         Xh, mu = map_chunks(
-            lambda X, Y: quantize_terms(X, Y, fmt, method, left_only=True),
+            lambda X, Y: quantize_left_terms(X, Y, fmt, method),
             [X, Y],
             n_jobs,
         )

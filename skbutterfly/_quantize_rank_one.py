@@ -1,11 +1,24 @@
 """Optimal quantization of rank-one matrices (and batches of rank-one terms).
 
-Layer 3 (algorithms).
+Layer 3 (algorithms). For fixed :math:`\\hat x`, the best :math:`\\hat y` of
+:math:`\\|x y^T - \\hat x \\hat y^T\\|_F` is :math:`\\mathrm{fl}(\\mu y)`,
+:math:`\\mu = x^T\\hat x / \\|\\hat x\\|^2`, and symmetrically; so some optimal
+pair has :math:`\\hat x = \\mathrm{fl}(\\nu x)` for a scale :math:`\\nu > 0`,
+and :math:`\\nu \\mapsto \\mathrm{fl}(\\nu x)` only changes at breakpoints
+(where some :math:`\\nu |x_i|` crosses a midpoint between consecutive numbers
+of the format). The breakpoint sweep (:func:`_sweep`) visits every state in
+between. In an unbounded format :math:`\\mathrm{fl}(2\\nu x) = 2
+\\mathrm{fl}(\\nu x)`, so :math:`\\nu \\in [1, 2]` suffices; in a bounded one
+the optimum is a power-of-two rescaling of the unbounded one when one is
+representable (it cannot do better, the format being a subset), and otherwise
+the sweep runs over every breakpoint of the format.
 """
 
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
+from functools import lru_cache
 
 import numpy as np
 
@@ -15,18 +28,27 @@ from skbutterfly._formats import (
     round_significand,
     round_to_format,
 )
+from skbutterfly._formats import _round_real as round_real
 from skbutterfly._validation import check_matrix
 
 QUANTIZE_METHODS = ("exact", "dfo", "rtn")
-# Entries of the (terms x candidates x n) work array evaluated at once.
-_CHUNK_ENTRIES = 1 << 18
-# Breakpoints (in [1, 2]) closer than this are merged.
-_SAME_BREAKPOINT = 1e-14
-# Largest t of the exact method (2**(t-1) breakpoints per entry).
+# Breakpoints of one sweep window (all terms of a batch together). About
+# fifteen arrays of this many 8-byte entries are alive at once, plus the
+# candidates' y sides (below): the working memory stays under 256 MiB
+# whatever ``t`` and the lengths (see quantize_rank_one).
+_SWEEP_BREAKS = 1 << 19
+# Entries of the candidates' y sides rounded at once.
+_SWEEP_ENTRIES = 1 << 20
+# Largest t of the exact method (2**(t-1) breakpoints per entry and binade).
 _MAX_EXACT_T = 20
+# Largest number of values of a bounded format swept exactly (all presets,
+# and any format with up to 4 Mi positive values, have far fewer).
+_MAX_GRID = 1 << 22
 # Derivative-free search: grid points per round and rounds of refinement.
 _DFO_GRID = 16
 _DFO_ROUNDS = 3
+# float64 as a bounded format: (t, emin, emax, largest, subnormals).
+_FLOAT64 = (53, -1022, 1023, float(np.finfo(np.float64).max), True)
 
 
 class ComplexQuantizationError(NotImplementedError, ValueError):
@@ -37,232 +59,486 @@ class ComplexQuantizationError(NotImplementedError, ValueError):
     """
 
 
+class ApproximateQuantizationWarning(UserWarning):
+    """``method="exact"`` could not sweep a bounded format exactly.
+
+    Only for custom formats with more than ``2**22`` positive values (never
+    for the presets) and terms whose range fills the format: the result is
+    then the best of the power-of-two rescalings tried and round-to-nearest.
+    """
+
+
 _COMPLEX_MESSAGE = (
     "complex input is not supported by the optimal quantization (it needs a "
-    "complex scaling factor, as in CROQuant; see the user guide, 'Quantization'); "
-    "quantize the "
-    "real and imaginary parts with round_to_format or heuristic='rtn'."
+    "complex scaling factor, see CROQuant and the user guide's quantization "
+    "page); quantize the real and imaginary parts with round_to_format or "
+    "heuristic='rtn'."
 )
 
 
 # ----------------------------------------------------------------------------
-# The scaling lambda of a batch of rank-one terms (unbounded format F_t)
+# Grids: the numbers an entry moves through as the scale grows
 # ----------------------------------------------------------------------------
 
 
-def _y_side_costs(a, b, absy, t):
-    """Cost, up to the constant :math:`\\|x\\|^2\\|y\\|^2`, of every candidate.
-
-    ``a`` and ``b`` of shape ``(T, K)`` are :math:`x^T\\hat x` and
-    :math:`\\|\\hat x\\|^2` of ``K`` candidates per term; :math:`\\hat y =
-    \\mathrm{fl}(\\mu y)` is optimal for each, with :math:`\\mu = a / b`.
-    """
-    mu = np.divide(a, b, out=np.zeros_like(a), where=b > 0)
-    yh = round_significand(mu[..., None] * absy[:, None, :], t)
-    ay = np.einsum("tkn,tn->tk", yh, absy)
-    by = np.einsum("tkn,tkn->tk", yh, yh)
-    return b * by - 2 * a * ay
+@lru_cache(maxsize=32)
+def _unbounded_grid(t):
+    """The ``t``-bit numbers in [1, 4] and the midpoints between neighbours."""
+    low = np.arange(1 << (t - 1), 1 << t) * 2.0 ** (1 - t)
+    return _with_steps(np.concatenate([low, 2 * low, [4.0]]))
 
 
-def _chunked_costs(a, b, absy, t):
-    """:func:`_y_side_costs` over chunks of terms to bound the memory.
-
-    ``absy=None`` means that ``y`` is not quantized but carried exactly, as
-    :math:`\\mu y` (the left-to-right heuristic): the cost
-    :math:`\\|y\\|^2 (\\|x\\|^2 - (x^T\\hat x)^2 / \\|\\hat x\\|^2)` is then, up
-    to terms that do not depend on :math:`\\hat x`, :math:`-a^2 / b`.
-    """
-    if absy is None:
-        return -np.divide(a * a, b, out=np.zeros_like(a), where=b > 0)
-    T, K = a.shape
-    step = max(1, _CHUNK_ENTRIES // max(1, K * absy.shape[1]))
-    return np.concatenate(
-        [
-            _y_side_costs(a[i : i + step], b[i : i + step], absy[i : i + step], t)
-            for i in range(0, T, step)
-        ]
-    )
+@lru_cache(maxsize=32)
+def _bounded_grid(fmt):
+    """Zero and every positive finite number of ``fmt``, and the midpoints."""
+    h = 1 << (fmt.t - 1)
+    parts = [np.zeros(1)]
+    if fmt.subnormals:
+        parts.append(np.ldexp(np.arange(1.0, h), fmt.emin - fmt.t + 1))
+    M = np.arange(h, 2 * h, dtype=np.float64)
+    parts += [np.ldexp(M, e - fmt.t + 1) for e in range(fmt.emin, fmt.emax + 1)]
+    values = np.concatenate(parts)
+    return _with_steps(values[values <= fmt.largest])
 
 
-def _exact_scale(absx, absy, t):
-    """Optimal :math:`\\lambda \\in [1, 2)` of every term by breakpoints.
-
-    Each nonzero :math:`x_i = u_i 2^{e_i}` (:math:`u_i \\in [1, 2)`) has the
-    :math:`2^{t-1}` breakpoints :math:`\\lambda = c / u_i` in :math:`(1, 2)`,
-    ``c`` the midpoints between consecutive ``t``-bit numbers in
-    :math:`(u_i, 2u_i)`. Crossing one moves :math:`|\\hat x_i|` from
-    :math:`2^{e_i}(c - s/2)` to :math:`2^{e_i}(c + s/2)` (``s`` the spacing),
-    so :math:`x^T\\hat x` grows by :math:`|x_i| 2^{e_i} s` and
-    :math:`\\|\\hat x\\|^2` by :math:`4^{e_i}\\, 2cs`: sorting the breakpoints
-    and taking cumulative sums gives both on every interval in O(1) each.
-    The state at :math:`\\lambda = 1` exactly (ties to even) is one more
-    candidate. Exact up to inputs with simultaneous exact ties inside
-    :math:`(1, 2)` or breakpoints within :math:`10^{-14}` of each other (the
-    states in between are not realizable in float64), sets of measure zero.
-    """
-    T, m = absx.shape
-    h = 1 << (t - 1)
-    mids_low = (np.arange(h, 2 * h) + 0.5) * 2.0 ** (1 - t)
-    mids = np.concatenate([mids_low, 2 * mids_low])
-    spacing = np.repeat([2.0 ** (1 - t), 2.0 ** (2 - t)], h)
-    frac, E = np.frexp(absx)
-    nonzero = absx > 0
-    u = np.where(nonzero, 2 * frac, 1.0)
-    # a zero entry gets breakpoints with zero increments: harmless
-    scale = np.where(nonzero, np.ldexp(1.0, E - 1), 0.0)
-    # midpoints strictly above u_i: the first h of them lie in (u_i, 2 u_i]
-    idx = np.searchsorted(mids, u, side="right")[..., None] + np.arange(h)
-    breaks = (mids[idx] / u[..., None]).reshape(T, m * h)
-    da = ((absx * scale)[..., None] * spacing[idx]).reshape(T, m * h)
-    db = ((scale * scale)[..., None] * (2 * mids * spacing)[idx]).reshape(T, m * h)
-    order = np.argsort(breaks, axis=1, kind="stable")
-    # candidate 0: lambda = 1 exactly; candidate j + 1: the j-th interval
-    # (bounds[j], bounds[j + 1]), whose state is just above lambda = 1 (a tie
-    # rounds up) plus the first j increments
-    bounds = np.ones((T, m * h + 2))
-    bounds[:, 1:-1] = np.take_along_axis(breaks, order, axis=1)
-    bounds[:, -1] = 2.0
-    x0 = scale * np.floor(u * h + 0.5) / h
-    xr = round_significand(absx, t)
-    a, b = np.empty((2, T, m * h + 2))
-    a[:, 0], b[:, 0] = np.sum(absx * xr, axis=1), np.sum(xr * xr, axis=1)
-    a[:, 1], b[:, 1] = np.sum(absx * x0, axis=1), np.sum(x0 * x0, axis=1)
-    np.cumsum(np.take_along_axis(da, order, axis=1), axis=1, out=a[:, 2:])
-    np.cumsum(np.take_along_axis(db, order, axis=1), axis=1, out=b[:, 2:])
-    a[:, 2:] += a[:, 1:2]
-    b[:, 2:] += b[:, 1:2]
-    costs = _chunked_costs(a, b, absy, t)
-    # breakpoints closer than float64 can separate are one: the state in
-    # between is not reliably realized by any computed lambda
-    costs[:, 1:][np.diff(bounds, axis=1) <= _SAME_BREAKPOINT] = np.inf
-    best = np.argmin(costs, axis=1)
-    j = np.maximum(best - 1, 0)[:, None]
-    middle = (
-        np.take_along_axis(bounds, j, axis=1)
-        + np.take_along_axis(bounds, j + 1, axis=1)
-    ) / 2
-    return np.where(best == 0, 1.0, middle[:, 0])
+def _with_steps(values):
+    """The grid: its values, midpoints, and the steps of a value and of its
+    square at each midpoint (exact: the values have at most 26 bits)."""
+    mids = (values[:-1] + values[1:]) / 2
+    return values, mids, np.diff(values), np.diff(values * values)
 
 
-def _dfo_scale(absx, absy, t):
-    """:math:`\\lambda` by a refined grid search (cheap, no optimality)."""
-    T = absx.shape[0]
-    lo, hi = np.ones(T), np.full(T, 2.0)
-    steps = np.arange(_DFO_GRID) / _DFO_GRID
-    rows = np.arange(T)
-    for _ in range(_DFO_ROUNDS):
-        lam = lo[:, None] + (hi - lo)[:, None] * steps
-        xh = round_significand(lam[..., None] * absx[:, None, :], t)
-        a = np.einsum("tkm,tm->tk", xh, absx)
-        b = np.einsum("tkm,tkm->tk", xh, xh)
-        best = lam[rows, np.argmin(_chunked_costs(a, b, absy, t), axis=1)]
-        width = (hi - lo) / _DFO_GRID
-        lo, hi = np.maximum(1.0, best - width), np.minimum(2.0, best + width)
-    return best
+def _grid_size(fmt):
+    h = 1 << (fmt.t - 1)
+    return (fmt.emax - fmt.emin + 2) * h
 
 
 # ----------------------------------------------------------------------------
-# Batched rank-one terms in a (possibly bounded) format
+# Costs of the candidate states
 # ----------------------------------------------------------------------------
 
 
-def _costs(X, Y, Xh, Yh):
-    """:math:`\\|x y^T - \\hat x \\hat y^T\\|_F^2` of every term (rows)."""
-    nx, ny = np.sum(X * X, 1), np.sum(Y * Y, 1)
-    cross = np.sum(X * Xh, 1) * np.sum(Y * Yh, 1)
-    return np.abs(nx * ny - 2 * cross + np.sum(Xh * Xh, 1) * np.sum(Yh * Yh, 1))
-
-
-def _mu(X, Xh):
-    num, den = np.sum(X * Xh, axis=1), np.sum(Xh * Xh, axis=1)
+def _ratio(num, den):
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-def _row_exponents(X):
-    """Exponents ``e`` with every row of ``X * 2**-e`` of max-norm in [1/2, 1)."""
-    return np.frexp(np.max(np.abs(X), axis=1, initial=0.0))[1][:, None]
+def _along(values, rows, ndim):
+    """``values[rows]`` shaped to broadcast against arrays of ``ndim`` axes."""
+    picked = values[rows]
+    return picked.reshape(picked.shape + (1,) * (ndim - picked.ndim))
 
 
-def quantize_terms(X, Y, fmt, method, left_only=False):
-    """:func:`_quantize_normalized_terms` safe from overflow and underflow.
+class _Costs:
+    """Costs of candidate states, up to the constant :math:`\\|x\\|^2\\|y\\|^2`.
 
-    In an unbounded format :math:`\\mathrm{fl}(2^k z) = 2^k \\mathrm{fl}(z)`
-    and the optimum scales with the data, so the terms are quantized with
-    rows rescaled by powers of two (exact) to max-norm in [1/2, 1), where
-    squared norms can neither overflow nor underflow, and scaled back.
+    A state of a term is described by :math:`A = x'^T\\hat p` and :math:`B =
+    \\|\\hat p\\|^2`, with :math:`x'` and :math:`\\hat p` the row and its
+    quantized version, both rescaled by powers of two (see the callers). With
+    the y side carried exactly (``y_round=None``, the left-to-right
+    heuristic) the cost is :math:`-\\|y'\\|^2 A^2 / B`. Otherwise the y side
+    is :math:`\\hat q` = ``y_round(mu * y', rows)``, :math:`\\mu = A / B`, and
+    the cost is :math:`-2\\cdot 2^D A (y'^T\\hat q) + 4^D B \\|\\hat q\\|^2`,
+    ``D`` = ``shift`` the exponent (per term) of the rescalings.
     """
-    if fmt.bounded or method == "rtn":
-        return _quantize_normalized_terms(X, Y, fmt, method, left_only)
-    ex, ey = _row_exponents(X), _row_exponents(Y)
-    Xh, other = _quantize_normalized_terms(
-        np.ldexp(X, -ex), np.ldexp(Y, -ey), fmt, method, left_only
-    )
-    if left_only:
-        # mu = x^T xh / |xh|^2 does not change when x and xh scale together.
-        return np.ldexp(Xh, ex), other
-    return np.ldexp(Xh, ex), np.ldexp(other, ey)
+
+    def __init__(self, absy, y_round=None, shift=None):
+        self.absy, self.y_round = absy, y_round
+        self.ny = np.sum(absy * absy, axis=1)
+        self.shift = shift
+        self.carried = y_round is None
+
+    def all(self, A, B, rows):
+        """Costs of the candidates ``A, B`` (T, K) of the terms ``rows`` (T,)."""
+        if self.carried:
+            return -self.ny[rows, None] * _ratio(A * A, B)
+        T, K = A.shape
+        out = np.empty((T, K))
+        step = max(1, _SWEEP_ENTRIES // max(1, K * self.absy.shape[1]))
+        for s in range(0, T, step):
+            a, b, r = A[s : s + step], B[s : s + step], rows[s : s + step]
+            absy = self.absy[r]
+            q = self.y_round(_ratio(a, b)[..., None] * absy[:, None, :], r)
+            bb = b * np.einsum("tkn,tkn->tk", q, q)
+            aa = 2 * a * np.einsum("tkn,tn->tk", q, absy)
+            if self.shift is None:
+                out[s : s + step] = bb - aa
+            else:
+                D = self.shift[r, None]
+                c = np.ldexp(bb, 2 * D) - np.ldexp(aa, D)
+                out[s : s + step] = np.where(np.isnan(c), np.inf, c)
+        return out
 
 
-def _quantize_normalized_terms(X, Y, fmt, method, left_only=False):
+def _state_sums(absx, P):
+    """:math:`x^T \\hat p` and :math:`\\|\\hat p\\|^2` of states ``P`` (..., m)."""
+    return np.sum(P * absx, axis=-1), np.sum(P * P, axis=-1)
+
+
+# ----------------------------------------------------------------------------
+# The breakpoint sweep
+# ----------------------------------------------------------------------------
+
+
+def _sweep(absx, W, sigma, lo, hi, grid, windows, costs, rows):
+    """Grid indices of the best state of every term (one batch of terms).
+
+    Entry ``i`` of term ``k`` holds ``values[j] * sigma[k, i]`` with ``j``
+    going from ``lo[k, i]`` to ``hi[k, i]``: it moves from ``j`` to ``j + 1``
+    at the coordinate ``mids[j] / W[k, i]`` of the scale. The coordinate axis
+    is cut at ``windows`` (ascending; the first and last windows are open
+    ended) so that a window holds a bounded number of breakpoints; in a window
+    the breakpoints are sorted and :math:`x^T\\hat p`, :math:`\\|\\hat p\\|^2`
+    of the states between them follow by cumulative sums of exact
+    increments. Every state is a representable vector, so the result is
+    always a valid pair; since the states are reconstructed from the sorted
+    order (not from a computed scale), two breakpoints are only merged when
+    float64 cannot order them.
+    """
+    values, mids, steps, square_steps = grid
+    T, m = absx.shape
+    best = np.full(T, np.inf)
+    state = lo.copy()
+    terms = np.arange(T)
+    last = len(windows) - 2
+    kb = lo
+    for w in range(last + 1):
+        ka = kb
+        kb = hi if w == last else np.clip(np.searchsorted(mids, windows[w + 1] * W), lo, hi)
+        counts = kb - ka
+        K = int(counts.max())
+        if K == 0 and w > 0:
+            continue
+        k = ka[..., None] + np.arange(K)
+        valid = k < kb[..., None]
+        k = np.minimum(k, len(mids) - 1)
+        brk = (mids[k] / W[..., None]).reshape(T, m * K)
+        brk[~valid.reshape(T, m * K)] = np.inf
+        order = np.argsort(brk, axis=1, kind="stable")
+        del brk, valid
+        # the steps past the valid breakpoints sort last and feed only the
+        # candidates masked below
+        sig = sigma[..., None]
+        A = np.empty((T, m * K + 1))
+        B = np.empty((T, m * K + 1))
+        A[:, 0], B[:, 0] = _state_sums(absx, values[ka] * sigma)
+        inc = ((absx[..., None] * sig) * steps[k]).reshape(T, -1)
+        np.cumsum(np.take_along_axis(inc, order, 1), 1, out=A[:, 1:])
+        inc = ((sig * sig) * square_steps[k]).reshape(T, -1)
+        np.cumsum(np.take_along_axis(inc, order, 1), 1, out=B[:, 1:])
+        del inc, k
+        A[:, 1:] += A[:, :1]
+        B[:, 1:] += B[:, :1]
+        c = costs.all(A, B, rows)
+        c[np.arange(m * K + 1) > counts.sum(1)[:, None]] = np.inf
+        j = np.argmin(c, axis=1)
+        cj = c[terms, j]
+        better = np.flatnonzero(cj < best)
+        if better.size:
+            best[better] = cj[better]
+            owner = order[better] // K
+            took = np.arange(m * K) < j[better, None]
+            flat = (np.arange(better.size)[:, None] * m + owner)[took]
+            crossed = np.bincount(flat, minlength=better.size * m)
+            state[better] = ka[better] + crossed.reshape(better.size, m)
+    return state
+
+
+def _windows(log_first, log_last, n):
+    """``n`` windows of the scale, log-spaced from ``2**log_first`` to
+    ``2**log_last`` (open ended)."""
+    inner = np.exp2(np.linspace(log_first, log_last, n + 1)[1:-1])
+    return np.concatenate([[0.0], inner, [np.inf]])
+
+
+def _batches(n_terms, per_term):
+    step = max(1, _SWEEP_BREAKS // max(1, per_term))
+    return [np.arange(i, min(i + step, n_terms)) for i in range(0, n_terms, step)]
+
+
+def _n_windows(m, density):
+    """Windows needed for ``m`` entries of ``density`` breakpoints each."""
+    room = max(_SWEEP_BREAKS - m, _SWEEP_BREAKS // 2)
+    return max(1, -(-m * density // room))
+
+
+# ----------------------------------------------------------------------------
+# The scale in the unbounded format F_t (rows normalized to max-norm [1/2, 1))
+# ----------------------------------------------------------------------------
+
+
+def _exact_scale(absx, costs, t):
+    """:math:`|\\hat x|` of the optimum over :math:`\\lambda \\in [1, 2]`.
+
+    Each nonzero :math:`x_i = u_i 2^{e_i}` (:math:`u_i \\in [1, 2)`) starts
+    at the ``t``-bit number nearest to :math:`u_i` (ties up: the state just
+    above :math:`\\lambda = 1`) and crosses the :math:`2^{t-1}` midpoints
+    ``c`` in :math:`(u_i, 2u_i]`, at :math:`\\lambda = c / u_i`.
+    """
+    grid = _unbounded_grid(t)
+    values, mids = grid[:2]
+    T, m = absx.shape
+    h = 1 << (t - 1)
+    frac, E = np.frexp(absx)
+    nonzero = absx > 0
+    W = np.where(nonzero, 2 * frac, 0.0)
+    sigma = np.where(nonzero, np.ldexp(1.0, E - 1), 0.0)
+    lo = np.where(nonzero, np.searchsorted(mids, W, side="right"), 0)
+    hi = np.where(nonzero, lo + h, 0)
+    # a window of lambda-width 1/n holds at most 2h/n + 1 breakpoints per entry
+    n = _n_windows(m, 2 * h)
+    windows = np.linspace(1.0, 2.0, n + 1)
+    out = np.empty_like(absx)
+    for b in _batches(T, m * h):
+        idx = _sweep(absx[b], W[b], sigma[b], lo[b], hi[b], grid, windows, costs, b)
+        out[b] = values[idx] * sigma[b]
+    return out
+
+
+def _dfo_scale(absx, costs, t):
+    """:math:`|\\hat x|` by a refined grid search of :math:`\\lambda`."""
+    out = np.empty_like(absx)
+    steps = np.arange(_DFO_GRID) / _DFO_GRID
+    width = _DFO_GRID * max(absx.shape[1], costs.absy.shape[1])
+    for b in _batches(absx.shape[0], width):
+        x = absx[b]
+        lo, hi = np.ones(len(b)), np.full(len(b), 2.0)
+        for _ in range(_DFO_ROUNDS):
+            lam = lo[:, None] + (hi - lo)[:, None] * steps
+            P = round_significand(lam[..., None] * x[:, None, :], t)
+            c = costs.all(*_state_sums(x[:, None, :], P), b)
+            best = lam[np.arange(len(b)), np.argmin(c, axis=1)]
+            step = (hi - lo) / _DFO_GRID
+            lo, hi = np.maximum(1.0, best - step), np.minimum(2.0, best + step)
+        out[b] = round_significand(best[:, None] * x, t)
+    return out
+
+
+# Name -> function(normalized |x|, costs, t) returning |x_hat| in F_t.
+SCALE_SEARCH = {"exact": _exact_scale, "dfo": _dfo_scale}
+
+
+# ----------------------------------------------------------------------------
+# Bounded formats
+# ----------------------------------------------------------------------------
+
+_NO_LIMIT = 1 << 20
+
+
+def _format_params(fmt):
+    return fmt.t, fmt.emin, fmt.emax, fmt.largest, fmt.subnormals
+
+
+def _shift_range(P, params):
+    """Integers ``s`` for which every entry of ``P * 2**s`` is representable.
+
+    ``P`` (nonnegative, ``t``-bit numbers) by rows; ``params`` is ``(t, emin,
+    emax, largest, subnormals)``. Returns ``(lo, hi)`` per row, ``lo > hi``
+    when no ``s`` works: the lowest set bit must stay on the subnormal grid
+    (or the leading bit at or above :math:`2^{e_{\\min}}` without subnormals)
+    and the value at most ``largest``.
+    """
+    t, emin, emax, largest, subnormals = params
+    nonzero = P > 0
+    frac, E = np.frexp(np.where(nonzero, P, 1.0))  # leading bit 2^(E-1)
+    M = np.ldexp(frac, 53).astype(np.int64)
+    low_bit = E - 53 + np.log2(M & -M).astype(np.int64)
+    if subnormals:
+        lo = emin - t + 1 - low_bit
+    else:
+        lo = emin - (E - 1)
+    top = largest / 2.0**emax  # the largest significand, in [1, 2)
+    hi = emax - (E - 1) - (2 * frac > top)
+    lo = np.max(np.where(nonzero, lo, -_NO_LIMIT), axis=1)
+    hi = np.min(np.where(nonzero, hi, _NO_LIMIT), axis=1)
+    return lo, hi
+
+
+def _top_exponent(P):
+    return np.frexp(np.max(P, axis=1))[1]
+
+
+def _pair_shift(p, ex, q, ey, params, prefer):
+    """Shifts ``s`` making ``p 2^(ex+s)`` and ``q 2^(ey-s)`` representable.
+
+    Returns ``(s, ok)``: ``s`` is the admissible shift nearest to ``prefer``
+    where ``ok``.
+    """
+    lo_x, hi_x = _shift_range(p, params)
+    lo_y, hi_y = _shift_range(q, params)
+    s_lo = np.maximum(lo_x - ex, ey - hi_y)
+    s_hi = np.minimum(hi_x - ex, ey - lo_y)
+    ok = s_lo <= s_hi
+    return np.where(ok, np.clip(prefer, s_lo, np.maximum(s_lo, s_hi)), prefer), ok
+
+
+class _BoundedSide:
+    """The y side of the terms ``rows`` of a bounded format, and its costs.
+
+    The x side is held as :math:`\\hat p = \\hat x\\, 2^{-g}`, the y side as
+    :math:`\\hat q = \\hat y\\, 2^{-h}`, with the exponents ``g``, ``h`` (per
+    term) of the data clipped to the format's range, so that the states that
+    matter have moderate :math:`\\hat p, \\hat q`.
+    """
+
+    def __init__(self, absy, ex, ey, fmt, carried):
+        lo, hi = fmt.emin - fmt.t + 1, fmt.emax + 1
+        self.fmt, self.ex, self.ey = fmt, ex, ey
+        self.g, self.h = np.clip(ex, lo, hi), np.clip(ey, lo, hi)
+        self.costs = _Costs(
+            absy,
+            None if carried else self.y_round,
+            shift=self.g + self.h - ex - ey,
+        )
+
+    def y_round(self, z, rows):
+        """:math:`\\hat q` for ``z`` = :math:`\\tilde\\mu y'` of ``rows``."""
+        exponent = _along(self.ex + self.ey - self.g, rows, z.ndim)
+        yh = round_real(np.ldexp(z, exponent), self.fmt)
+        return np.ldexp(yh, -_along(self.h, rows, z.ndim))
+
+    def scaled(self, Xh, rows):
+        """:math:`\\hat p` of the states ``Xh`` of the terms ``rows``."""
+        return np.ldexp(Xh, -_along(self.g, rows, Xh.ndim))
+
+
+def _bounded_exact(absx, side, fmt, rows):
+    """:math:`|\\hat x|` of the optimum over every scale :math:`\\nu > 0`.
+
+    Every entry starts at 0 and crosses every midpoint of the format (the
+    last one where it saturates), at :math:`\\nu = c / |x'_i|`.
+    """
+    grid = _bounded_grid(fmt)
+    values, mids = grid[:2]
+    T, m = absx.shape
+    L = len(mids)
+    sigma = np.broadcast_to(np.ldexp(1.0, -side.g[rows])[:, None], (T, m))
+    lo = np.zeros((T, m), dtype=np.int64)
+    hi = np.where(absx > 0, L, 0)
+    out = np.zeros_like(absx)
+    for b in _batches(T, m * L):
+        x = absx[b]
+        log_first = np.log2(mids[0]) - np.log2(np.max(x))
+        log_last = np.log2(mids[-1]) - np.log2(np.min(x, initial=1.0, where=x > 0))
+        # at most 2**t breakpoints per entry and binade of the scale
+        n = 1
+        if len(b) * m * L > _SWEEP_BREAKS:
+            n = _n_windows(m, int((log_last - log_first) * 2**fmt.t) + 2)
+        windows = _windows(log_first, log_last, n)
+        idx = _sweep(x, x, sigma[b], lo[b], hi[b], grid, windows, side.costs, rows[b])
+        out[b] = values[idx]
+    return out
+
+
+def _best_of_shifts(absx, p, ex, side, fmt, prefer):
+    """Approximation: the best of rescaled roundings and round-to-nearest."""
+    t = fmt.t
+    rows = np.arange(len(absx))
+    candidates = [round_real(np.ldexp(absx, ex[:, None]), fmt)]
+    for s in range(-t - 2, t + 3):
+        shifted = np.ldexp(p, (ex + prefer + s)[:, None])
+        candidates.append(round_real(shifted, fmt))
+    C = np.stack(candidates, axis=1)  # (T, K, m)
+    A, B = _state_sums(absx[:, None, :], side.scaled(C, rows))
+    c = side.costs.all(A, B, rows)
+    return C[np.arange(len(rows)), np.argmin(c, axis=1)]
+
+
+def _bounded_x(absx, p, ex, side, fmt, method, prefer):
+    """:math:`|\\hat x|` in ``fmt`` of terms with no admissible rescaling of
+    the unbounded optimum ``p`` (``prefer``: the rescaling wished for)."""
+    if method == "exact" and _grid_size(fmt) <= _MAX_GRID:
+        return _bounded_exact(absx, side, fmt, np.arange(len(absx)))
+    if method == "exact":
+        warnings.warn(
+            f"the format {fmt} has more than {_MAX_GRID} positive values: "
+            f"{len(absx)} rank-one terms whose range fills it were quantized "
+            "approximately (best power-of-two rescaling or round-to-nearest).",
+            ApproximateQuantizationWarning,
+            stacklevel=4,
+        )
+    return _best_of_shifts(absx, p, ex, side, fmt, prefer)
+
+
+def _normalized(X):
+    """``|X|`` with rows rescaled by powers of two to max-norm in [1/2, 1)."""
+    e = np.frexp(np.max(np.abs(X), axis=1, initial=0.0))[1]
+    return np.ldexp(np.abs(X), -e[:, None]), e
+
+
+def quantize_terms(X, Y, fmt, method):
     """Quantize the rank-one terms ``X[k] Y[k]^T`` (float64 rows).
 
-    Returns ``(Xh, Yh)``, or ``(Xh, mu)`` with ``left_only`` (only ``X`` is
-    quantized; ``mu`` is the optimal scaling of ``Y`` for ``Xh``, to be carried
-    by the next factor). The exact or derivative-free scaling is computed in
-    the unbounded format; with a bounded exponent range the pair is then
-    rescaled by a power of two that balances the magnitudes of both sides
-    (optimal as long as nothing overflows or underflows), and each term keeps
-    the better of that and :math:`\\hat x = \\mathrm{fl}(x)` (with its optimal
-    :math:`\\hat y`), so it is never worse than round-to-nearest.
+    Returns ``(Xh, Yh)`` with entries in ``fmt``, always finite. The scale is
+    searched on the shorter side. The unbounded optimum is computed on rows
+    rescaled to max-norm in [1/2, 1) and scaled back by powers of two chosen
+    to keep both sides finite in float64 (the natural scale when it fits) or,
+    in a bounded format, to make both sides representable (the most balanced
+    such rescaling): that is optimal, the format being a subset of
+    :math:`F_t`. The terms with no such rescaling are swept over every scale
+    (:func:`_bounded_exact`).
     """
     if method == "rtn" or X.shape[1] == 0 or Y.shape[1] == 0:
-        Xh = round_to_format(X, fmt)
-        if left_only:
-            return Xh, np.ones(X.shape[0])
-        return Xh, round_to_format(Y, fmt)
-    swap = not left_only and X.shape[1] > Y.shape[1]
-    if swap:
-        X, Y = Y, X
-    absX = np.abs(X)
-    # Left-only: Y is carried exactly (times mu) to the next step, so the
-    # scale is chosen for an unquantized y (Gribonval et al., hal-04125381).
-    absY = None if left_only else np.abs(Y)
-    if method == "exact":
-        # bound the (terms x breakpoints) arrays
-        step = max(1, _CHUNK_ENTRIES // (X.shape[1] << (fmt.t - 1)))
-        lam = np.concatenate(
-            [
-                _exact_scale(
-                    absX[i : i + step],
-                    None if absY is None else absY[i : i + step],
-                    fmt.t,
-                )
-                for i in range(0, X.shape[0], step)
-            ]
-        )[:, None]
-    else:
-        lam = _dfo_scale(absX, absY, fmt.t)[:, None]
-    Xh = round_significand(lam * X, fmt.t)
-    if fmt.bounded:
-        top_x = np.max(np.abs(Xh), axis=1)
-        top_y = np.abs(_mu(X, Xh)) * np.max(np.abs(Y), axis=1)
-        ok = (top_x > 0) & (top_y > 0)
-        ratio = np.divide(top_y, top_x, out=np.ones_like(top_x), where=ok)
-        k = np.where(ok, np.round(np.log2(np.where(ok, ratio, 1.0)) / 2), 0)
-        Xh = round_to_format(np.ldexp(lam * X, k.astype(int)[:, None]), fmt)
-    mu = _mu(X, Xh)
-    # The y side a term ends with: quantized, or carried exactly (left-only).
-    y_side = (lambda Z: Z) if left_only else (lambda Z: round_to_format(Z, fmt))
-    Yh = y_side(mu[:, None] * Y)
-    if fmt.bounded:
-        Xr = round_to_format(X, fmt)
-        mu_r = _mu(X, Xr)
-        Yr = y_side(mu_r[:, None] * Y)
-        worse = _costs(X, Y, Xh, Yh) > _costs(X, Y, Xr, Yr)
-        Xh[worse], Yh[worse], mu[worse] = Xr[worse], Yr[worse], mu_r[worse]
-    if left_only:
-        return Xh, mu
-    return (Yh, Xh) if swap else (Xh, Yh)
+        return round_to_format(X, fmt), round_to_format(Y, fmt)
+    if X.shape[1] > Y.shape[1]:
+        Yh, Xh = quantize_terms(Y, X, fmt, method)
+        return Xh, Yh
+    with np.errstate(all="ignore"):
+        absx, ex = _normalized(X)
+        absy, ey = _normalized(Y)
+        t = fmt.t
+        costs = _Costs(absy, lambda z, rows: round_significand(z, t))
+        p = SCALE_SEARCH[method](absx, costs, t)
+        q = round_significand(_ratio(*_state_sums(absx, p))[:, None] * absy, t)
+        if fmt.bounded:
+            prefer = (ey + _top_exponent(q) - ex - _top_exponent(p)) // 2
+            s, ok = _pair_shift(p, ex, q, ey, _format_params(fmt), prefer)
+        else:
+            s, ok = _pair_shift(p, ex, q, ey, _FLOAT64, 0)
+        Xh, Yh = np.ldexp(p, (ex + s)[:, None]), np.ldexp(q, (ey - s)[:, None])
+        rest = np.flatnonzero(~ok)
+        if fmt.bounded and rest.size:
+            side = _BoundedSide(absy[rest], ex[rest], ey[rest], fmt, False)
+            local = np.arange(rest.size)
+            xr = _bounded_x(
+                absx[rest], p[rest], ex[rest], side, fmt, method, prefer[rest]
+            )
+            mu = _ratio(*_state_sums(absx[rest], side.scaled(xr, local)))
+            yr = np.ldexp(side.y_round(mu[:, None] * absy[rest], local), side.h[:, None])
+            Xh[rest], Yh[rest] = xr, yr
+    return Xh * np.sign(X), Yh * np.sign(Y)
+
+
+def quantize_left_terms(X, Y, fmt, method):
+    """Quantize ``X`` alone, ``Y`` being carried exactly as :math:`\\mu Y`.
+
+    Returns ``(Xh, mu)``: the quantized rows and the optimal scaling of each
+    row of ``Y`` for them (the left-to-right heuristic passes it to the next
+    factor). Each term's :math:`\\hat x` maximizes :math:`(x^T\\hat x)^2 /
+    \\|\\hat x\\|^2`, which no rescaling of :math:`\\hat x` changes: the
+    unbounded optimum is kept at its natural scale, or the nearest
+    representable one; the terms with none are swept in the format.
+    """
+    if method == "rtn" or X.shape[1] == 0:
+        return round_to_format(X, fmt), np.ones(X.shape[0])
+    with np.errstate(all="ignore"):
+        absx, ex = _normalized(X)
+        absy, ey = _normalized(Y)
+        costs = _Costs(absy)
+        p = SCALE_SEARCH[method](absx, costs, fmt.t)
+        params = _format_params(fmt) if fmt.bounded else _FLOAT64
+        lo, hi = _shift_range(p, params)
+        ok = lo <= hi
+        s = np.where(ok, np.clip(0, lo - ex, np.maximum(lo, hi) - ex), 0)
+        Xh = np.ldexp(p, (ex + s)[:, None])
+        mu = np.ldexp(_ratio(*_state_sums(absx, p)), -s)
+        rest = np.flatnonzero(~ok)
+        if fmt.bounded and rest.size:
+            side = _BoundedSide(absy[rest], ex[rest], ey[rest], fmt, True)
+            local = np.arange(rest.size)
+            xr = _bounded_x(absx[rest], p[rest], ex[rest], side, fmt, method, s[rest])
+            A, B = _state_sums(absx[rest], side.scaled(xr, local))
+            Xh[rest], mu[rest] = xr, np.ldexp(_ratio(A, B), ex[rest] - side.g)
+    return Xh * np.sign(X), mu
 
 
 def check_method(method, fmt):
@@ -298,7 +574,7 @@ def quantize_rank_one(x, y, fmt, method: str = "exact"):
     (:math:`2^{t-1}` per nonzero entry) with O(1) updates of
     :math:`x^T\\hat x` and :math:`\\|\\hat x\\|^2` per interval, and one
     O(``len(y)``) evaluation per interval. It is the global optimum over all
-    pairs in an unbounded format (Gribonval et al., hal-04125381), up to the float64
+    pairs in an unbounded format (ALGORITHMS.md §3.2-3.3), up to the float64
     evaluation of the costs (about :math:`10^{-16} \\|x\\|^2\\|y\\|^2`), and
     never worse than round-to-nearest. In a bounded format the pair is scaled by a power
     of two balancing both sides: still optimal when no entry overflows or

@@ -13,7 +13,10 @@ from skbutterfly import (
     round_to_format,
 )
 from skbutterfly._ks import fuse_values, ks_to_dense
-from skbutterfly._quantize_rank_one import ComplexQuantizationError, quantize_terms
+from skbutterfly._quantize_rank_one import (
+    ComplexQuantizationError,
+    quantize_left_terms,
+)
 from skbutterfly.datasets import random_butterfly
 
 
@@ -64,7 +67,7 @@ def test_left_only_scale_equals_brute_force(t, m):
         grid = np.stack(np.meshgrid(*[values] * m, indexing="ij"), -1).reshape(-1, m)
         grid = grid[np.any(grid != 0, axis=1)]
         best = np.max((grid @ x[0]) ** 2 / np.sum(grid * grid, axis=1))
-        Xh, mu = quantize_terms(x, y, FloatFormat(t), "exact", left_only=True)
+        Xh, mu = quantize_left_terms(x, y, FloatFormat(t), "exact")
         got = (Xh[0] @ x[0]) ** 2 / (Xh[0] @ Xh[0])
         assert got == pytest.approx(best, rel=1e-12)
         assert mu[0] == pytest.approx((Xh[0] @ x[0]) / (Xh[0] @ Xh[0]))
