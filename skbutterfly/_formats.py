@@ -239,7 +239,7 @@ def check_format(fmt) -> FloatFormat:
     )
 
 
-def _round_real(x, fmt):
+def round_real(x, fmt):
     if not fmt.bounded:
         return round_significand(x, fmt.t)
     r = round_significand(x, fmt.t, fmt.emin)
@@ -294,9 +294,9 @@ def round_to_format(x, fmt) -> np.ndarray:
     out_dtype = output_dtype(arr.dtype, fmt)
     if arr.dtype.kind == "c":
         a = arr.astype(np.complex128)
-        out = _round_real(a.real, fmt) + 1j * _round_real(a.imag, fmt)
+        out = round_real(a.real, fmt) + 1j * round_real(a.imag, fmt)
     else:
-        out = _round_real(arr.astype(np.float64), fmt)
+        out = round_real(arr.astype(np.float64), fmt)
     return np.asarray(out, dtype=out_dtype)
 
 

@@ -25,10 +25,10 @@ import numpy as np
 from skbutterfly._formats import (
     check_format,
     output_dtype,
+    round_real,
     round_significand,
     round_to_format,
 )
-from skbutterfly._formats import _round_real as round_real
 from skbutterfly._validation import check_matrix
 
 QUANTIZE_METHODS = ("exact", "dfo", "rtn")
@@ -102,8 +102,10 @@ def _bounded_grid(fmt):
 
 
 def _with_steps(values):
-    """The grid: its values, midpoints, and the steps of a value and of its
-    square at each midpoint (exact: the values have at most 26 bits)."""
+    """The grid: values, midpoints, and the steps of a value and its square.
+
+    The steps are exact: the values have at most 26 significant bits.
+    """
     mids = (values[:-1] + values[1:]) / 2
     return values, mids, np.diff(values), np.diff(values * values)
 
@@ -203,7 +205,10 @@ def _sweep(absx, W, sigma, lo, hi, grid, windows, costs, rows):
     kb = lo
     for w in range(last + 1):
         ka = kb
-        kb = hi if w == last else np.clip(np.searchsorted(mids, windows[w + 1] * W), lo, hi)
+        if w == last:
+            kb = hi
+        else:
+            kb = np.clip(np.searchsorted(mids, windows[w + 1] * W), lo, hi)
         counts = kb - ka
         K = int(counts.max())
         if K == 0 and w > 0:
@@ -244,8 +249,10 @@ def _sweep(absx, W, sigma, lo, hi, grid, windows, costs, rows):
 
 
 def _windows(log_first, log_last, n):
-    """``n`` windows of the scale, log-spaced from ``2**log_first`` to
-    ``2**log_last`` (open ended)."""
+    """``n`` log-spaced windows of the scale, open ended.
+
+    The inner bounds run from ``2**log_first`` to ``2**log_last``.
+    """
     inner = np.exp2(np.linspace(log_first, log_last, n + 1)[1:-1])
     return np.concatenate([[0.0], inner, [np.inf]])
 
@@ -444,8 +451,10 @@ def _best_of_shifts(absx, p, ex, side, fmt, prefer):
 
 
 def _bounded_x(absx, p, ex, side, fmt, method, prefer):
-    """:math:`|\\hat x|` in ``fmt`` of terms with no admissible rescaling of
-    the unbounded optimum ``p`` (``prefer``: the rescaling wished for)."""
+    """:math:`|\\hat x|` of terms with no representable rescaling of ``p``.
+
+    ``p`` is the unbounded optimum, ``prefer`` the rescaling wished for.
+    """
     if method == "exact" and _grid_size(fmt) <= _MAX_GRID:
         return _bounded_exact(absx, side, fmt, np.arange(len(absx)))
     if method == "exact":
@@ -503,8 +512,8 @@ def quantize_terms(X, Y, fmt, method):
                 absx[rest], p[rest], ex[rest], side, fmt, method, prefer[rest]
             )
             mu = _ratio(*_state_sums(absx[rest], side.scaled(xr, local)))
-            yr = np.ldexp(side.y_round(mu[:, None] * absy[rest], local), side.h[:, None])
-            Xh[rest], Yh[rest] = xr, yr
+            qr = side.y_round(mu[:, None] * absy[rest], local)
+            Xh[rest], Yh[rest] = xr, np.ldexp(qr, side.h[:, None])
     return Xh * np.sign(X), Yh * np.sign(Y)
 
 
