@@ -240,6 +240,10 @@ def check_format(fmt) -> FloatFormat:
 
 
 def round_real(x, fmt):
+    """Round float64 ``x`` to the :class:`FloatFormat` ``fmt`` (no checks).
+
+    Infinities saturate like any overflow (to ``fmt.largest`` when bounded).
+    """
     if not fmt.bounded:
         return round_significand(x, fmt.t)
     r = round_significand(x, fmt.t, fmt.emin)

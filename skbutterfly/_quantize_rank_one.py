@@ -47,8 +47,9 @@ _MAX_GRID = 1 << 22
 # Derivative-free search: grid points per round and rounds of refinement.
 _DFO_GRID = 16
 _DFO_ROUNDS = 3
-# float64 as a bounded format: (t, emin, emax, largest, subnormals).
-_FLOAT64 = (53, -1022, 1023, float(np.finfo(np.float64).max), True)
+# The float64 numbers that hold t-bit values exactly (normal ones) as a
+# bounded format: (t, emin, emax, largest, subnormals).
+_FLOAT64 = (53, -1022, 1023, float(np.finfo(np.float64).max), False)
 
 
 class ComplexQuantizationError(NotImplementedError, ValueError):
