@@ -36,9 +36,9 @@ QUANTIZE_METHODS = ("exact", "dfo", "rtn")
 # fifteen arrays of this many 8-byte entries are alive at once, plus the
 # candidates' y sides (below): the working memory stays under 256 MiB
 # whatever ``t`` and the lengths (see quantize_rank_one).
-_SWEEP_BREAKS = 1 << 19
+_SWEEP_BREAKS = 1 << 15
 # Entries of the candidates' y sides rounded at once.
-_SWEEP_ENTRIES = 1 << 20
+_SWEEP_ENTRIES = 1 << 16
 # Largest t of the exact method (2**(t-1) breakpoints per entry and binade).
 _MAX_EXACT_T = 20
 # Largest number of values of a bounded format swept exactly (all presets,
@@ -150,25 +150,40 @@ class _Costs:
         self.shift = shift
         self.carried = y_round is None
 
+    def _y_side(self, a, b, absy, r):
+        mu = _ratio(a, b)
+        if absy.shape[1] <= 16:  # by columns: no einsum over a short axis
+            qq, qy = np.zeros_like(a), np.zeros_like(a)
+            for col in absy.T:
+                q = self.y_round(mu * col[:, None], r)
+                qq += q * q
+                qy += q * col[:, None]
+        else:
+            q = self.y_round(mu[..., None] * absy[:, None, :], r)
+            qq = np.einsum("tkn,tkn->tk", q, q)
+            qy = np.einsum("tkn,tn->tk", q, absy)
+        if self.shift is None:
+            return b * qq - 2 * a * qy
+        D = self.shift[r, None]
+        c = np.ldexp(b * qq, 2 * D) - np.ldexp(2 * a * qy, D)
+        return np.where(np.isnan(c), np.inf, c)
+
     def all(self, A, B, rows):
         """Costs of the candidates ``A, B`` (T, K) of the terms ``rows`` (T,)."""
         if self.carried:
             return -self.ny[rows, None] * _ratio(A * A, B)
         T, K = A.shape
         out = np.empty((T, K))
-        step = max(1, _SWEEP_ENTRIES // max(1, K * self.absy.shape[1]))
-        for s in range(0, T, step):
-            a, b, r = A[s : s + step], B[s : s + step], rows[s : s + step]
+        n = max(1, self.absy.shape[1])
+        # chunks of terms, and of candidates when one term has too many
+        step_t = max(1, _SWEEP_ENTRIES // (K * n))
+        step_k = K if K * n <= _SWEEP_ENTRIES else max(1, _SWEEP_ENTRIES // n)
+        for s in range(0, T, step_t):
+            r = rows[s : s + step_t]
             absy = self.absy[r]
-            q = self.y_round(_ratio(a, b)[..., None] * absy[:, None, :], r)
-            bb = b * np.einsum("tkn,tkn->tk", q, q)
-            aa = 2 * a * np.einsum("tkn,tn->tk", q, absy)
-            if self.shift is None:
-                out[s : s + step] = bb - aa
-            else:
-                D = self.shift[r, None]
-                c = np.ldexp(bb, 2 * D) - np.ldexp(aa, D)
-                out[s : s + step] = np.where(np.isnan(c), np.inf, c)
+            for k in range(0, K, step_k):
+                part = np.s_[s : s + step_t, k : k + step_k]
+                out[part] = self._y_side(A[part], B[part], absy, r)
         return out
 
 
@@ -193,9 +208,10 @@ def _sweep(absx, W, sigma, lo, hi, grid, windows, costs, rows):
     the breakpoints are sorted and :math:`x^T\\hat p`, :math:`\\|\\hat p\\|^2`
     of the states between them follow by cumulative sums of exact
     increments. Every state is a representable vector, so the result is
-    always a valid pair; since the states are reconstructed from the sorted
-    order (not from a computed scale), two breakpoints are only merged when
-    float64 cannot order them.
+    always a valid pair; the best state is reconstructed from its
+    coordinate by the same float64 comparisons as the sort, so breakpoints
+    are only merged where float64 cannot separate them (a state realized on
+    an interval of relative width below :math:`10^{-16}` may be missed).
     """
     values, mids, steps, square_steps = grid
     T, m = absx.shape
@@ -220,9 +236,7 @@ def _sweep(absx, W, sigma, lo, hi, grid, windows, costs, rows):
         brk = (mids[k] / W[..., None]).reshape(T, m * K)
         brk[~valid.reshape(T, m * K)] = np.inf
         order = np.argsort(brk, axis=1, kind="stable")
-        del brk, valid
-        # the steps past the valid breakpoints sort last and feed only the
-        # candidates masked below
+        ordered = np.take_along_axis(brk, order, 1)
         sig = sigma[..., None]
         A = np.empty((T, m * K + 1))
         B = np.empty((T, m * K + 1))
@@ -231,21 +245,28 @@ def _sweep(absx, W, sigma, lo, hi, grid, windows, costs, rows):
         np.cumsum(np.take_along_axis(inc, order, 1), 1, out=A[:, 1:])
         inc = ((sig * sig) * square_steps[k]).reshape(T, -1)
         np.cumsum(np.take_along_axis(inc, order, 1), 1, out=B[:, 1:])
-        del inc, k
+        del inc, k, valid, order
         A[:, 1:] += A[:, :1]
         B[:, 1:] += B[:, :1]
         c = costs.all(A, B, rows)
-        c[np.arange(m * K + 1) > counts.sum(1)[:, None]] = np.inf
+        # Candidate j has crossed the first j breakpoints. Skip it when the
+        # next one is at the same coordinate (the state would not be
+        # fl(nu x) for any nu; with exact ties the state past all of them is
+        # at least as good) or when it has crossed an unused one (inf).
+        if K:
+            c[:, 1:-1][ordered[:, 1:] == ordered[:, :-1]] = np.inf
+            c[ordered[:, -1] == np.inf, -1] = np.inf
         j = np.argmin(c, axis=1)
         cj = c[terms, j]
         better = np.flatnonzero(cj < best)
-        if better.size:
-            best[better] = cj[better]
-            owner = order[better] // K
-            took = np.arange(m * K) < j[better, None]
-            flat = (np.arange(better.size)[:, None] * m + owner)[took]
-            crossed = np.bincount(flat, minlength=better.size * m)
-            state[better] = ka[better] + crossed.reshape(better.size, m)
+        best[better] = cj[better]
+        if better.size and K:
+            jb = j[better]
+            last_crossed = np.where(
+                jb > 0, ordered[better, np.maximum(jb - 1, 0)], -1.0
+            )
+            crossed = brk[better].reshape(-1, m, K) <= last_crossed[:, None, None]
+            state[better] = ka[better] + np.sum(crossed, axis=2)
     return state
 
 
