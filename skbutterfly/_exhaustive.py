@@ -17,19 +17,20 @@ def format_values(fmt, lo=None, hi=None):
     """Every finite number of ``fmt``, ascending (both signs and zero).
 
     For an unbounded format, the ``t``-bit numbers with exponents (of the
-    leading bit) from ``lo`` to ``hi``, their negatives and zero.
+    leading bit) from ``lo`` to ``hi`` that float64 holds, their negatives
+    and zero.
     """
     fmt = check_format(fmt)
     t = fmt.t
     M = np.arange(1 << (t - 1), 1 << t, dtype=np.float64)
     if fmt.bounded:
         lo, hi = fmt.emin, fmt.emax
-    pos = [np.ldexp(M, e - t + 1) for e in range(lo, hi + 1)]
+    with np.errstate(over="ignore"):  # beyond float64: dropped below
+        pos = [np.ldexp(M, e - t + 1) for e in range(lo, hi + 1)]
     if fmt.bounded and fmt.subnormals:
         pos.insert(0, np.ldexp(np.arange(1.0, 1 << (t - 1)), fmt.emin - t + 1))
     pos = np.concatenate(pos)
-    if fmt.bounded:
-        pos = pos[pos <= fmt.largest]
+    pos = pos[pos <= fmt.largest]
     return np.concatenate([-pos[::-1], [0.0], pos])
 
 
@@ -51,7 +52,9 @@ def _candidates(x, fmt):
                 continue
             e = int(np.frexp(abs(v))[1]) - 1
             grid = format_values(fmt, e - 1, e + 2)
-            low, high = round_real(abs(v), fmt), round_real(2 * abs(v), fmt)
+            with np.errstate(over="ignore"):  # near the largest float64
+                low, high = round_real(abs(v), fmt), round_real(2 * abs(v), fmt)
+            low = min(low, grid.max())
             values.append(np.sign(v) * grid[(grid >= low) & (grid <= high)])
     grids = np.meshgrid(*values, indexing="ij")
     return np.stack(grids, -1).reshape(-1, len(x))
@@ -73,7 +76,7 @@ def rank_one_error(x, y, Xh, Yh):
     (xs, ex), (ys, ey) = _mantissas(np.asarray(x)), _mantissas(np.asarray(y))
     (P, gx), (Q, gy) = _mantissas(np.atleast_2d(Xh)), _mantissas(np.atleast_2d(Yh))
     E = gx + gy - ex - ey
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         cost = (
             (xs @ xs) * (ys @ ys)
             - 2 * np.ldexp((P @ xs) * (Q @ ys), E)
@@ -105,10 +108,9 @@ def exhaustive_rank_one(x, y, fmt, carried=False):
     X = X[np.any(X != 0, axis=1)]
     (xs, ex), (ys, ey) = _mantissas(x), _mantissas(y)
     P, gx = _mantissas(X)
-    mu = (P @ xs) / np.sum(P * P, axis=1)  # mu = this * 2^(ex - gx)
-    Y = mu[:, None] * ys
-    with np.errstate(over="ignore", under="ignore"):
-        Y = np.ldexp(Y, (ex - gx + ey)[:, None])
+    with np.errstate(all="ignore"):  # far candidates overflow: cost inf
+        mu = (P @ xs) / np.sum(P * P, axis=1)  # mu = this * 2^(ex - gx)
+        Y = np.ldexp(mu[:, None] * ys, (ex - gx + ey)[:, None])
         if not carried:
             Y = round_real(Y, fmt)
     best = np.min(rank_one_error(x, y, X, Y), initial=rank_one_error(x, y, 0 * x, y))

@@ -400,6 +400,29 @@ def _pair_shift(p, ex, q, ey, params, prefer):
     return np.where(ok, np.clip(prefer, s_lo, np.maximum(s_lo, s_hi)), prefer), ok
 
 
+def _float64_shift(p, ex, q, ey, X, Y):
+    """Shifts keeping an unbounded pair in float64, else an OverflowError.
+
+    Normal numbers (``t`` bits held exactly) if possible, else just finite.
+    """
+    s, ok = _pair_shift(p, ex, q, ey, _FLOAT64, 0)
+    if ok.all():
+        return s
+    _, hi_x = _shift_range(p, _FLOAT64)
+    _, hi_y = _shift_range(q, _FLOAT64)
+    s_lo, s_hi = ey - hi_y, hi_x - ex
+    finite = s_lo <= s_hi
+    if not finite[~ok].all():
+        k = np.flatnonzero(~ok & ~finite)[0]
+        raise OverflowError(
+            f"the optimal quantized pair of term {k} does not fit float64 (max "
+            f"|x| = {np.max(np.abs(X[k])):.6g}, max |y| = "
+            f"{np.max(np.abs(Y[k])):.6g}: their product is too close to the "
+            "largest float64 squared); rescale the data or use a bounded format."
+        )
+    return np.where(ok, s, np.clip(0, s_lo, np.maximum(s_lo, s_hi)))
+
+
 class _BoundedSide:
     """The y side of the terms ``rows`` of a bounded format, and its costs.
 
@@ -524,7 +547,8 @@ def quantize_terms(X, Y, fmt, method):
             prefer = (ey + _top_exponent(q) - ex - _top_exponent(p)) // 2
             s, ok = _pair_shift(p, ex, q, ey, _format_params(fmt), prefer)
         else:
-            s, ok = _pair_shift(p, ex, q, ey, _FLOAT64, 0)
+            s = _float64_shift(p, ex, q, ey, X, Y)
+            ok = np.ones(len(s), dtype=bool)
         Xh, Yh = np.ldexp(p, (ex + s)[:, None]), np.ldexp(q, (ey - s)[:, None])
         rest = np.flatnonzero(~ok)
         if fmt.bounded and rest.size:
@@ -559,6 +583,8 @@ def quantize_left_terms(X, Y, fmt, method):
         params = _format_params(fmt) if fmt.bounded else _FLOAT64
         lo, hi = _shift_range(p, params)
         ok = lo <= hi
+        if not fmt.bounded:  # lose low bits rather than overflow
+            lo, ok = np.minimum(lo, hi), np.ones_like(ok)
         s = np.where(ok, np.clip(0, lo - ex, np.maximum(lo, hi) - ex), 0)
         Xh = np.ldexp(p, (ex + s)[:, None])
         mu = np.ldexp(_ratio(*_state_sums(absx, p)), -s)

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,6 +14,13 @@ from skbutterfly import (
     quantize_rank_one,
     round_to_format,
 )
+from skbutterfly._exhaustive import (
+    adversarial_cases,
+    exhaustive_rank_one,
+    format_values,
+    rank_one_error,
+)
+from skbutterfly._formats import check_format
 from skbutterfly._ks import fuse_values, ks_to_dense
 from skbutterfly._quantize_rank_one import (
     ComplexQuantizationError,
@@ -363,3 +372,123 @@ def test_inputs_not_modified():
     quantize_rank_one(x, y, 3)
     np.testing.assert_array_equal(x, [1.3, 2.2])
     assert isinstance(quantize_butterfly(B, 4), ButterflyMatrix)
+
+
+# ----------------------------------------------------------------------------
+# Exactness in every format, against exhaustive search over the format's grid
+# ----------------------------------------------------------------------------
+
+_FORMATS = [
+    "float8_e4m3",
+    "float8_e5m2",
+    "float16",
+    "bfloat16",
+    2,
+    4,
+    8,
+    FloatFormat(4, -6, 8, subnormals=False),
+    FloatFormat(3, -2, 3),
+    FloatFormat(6, -4, 4, max_value=24.0),
+]
+
+
+@pytest.mark.parametrize("fmt", _FORMATS, ids=str)
+def test_exact_equals_exhaustive_search(fmt):
+    # random and adversarial cases: zeros, huge dynamic range, near overflow,
+    # subnormal range, exact ties, float64 extremes (see adversarial_cases)
+    for x, y in adversarial_cases(fmt, 24, random_state=3):
+        xh, yh = quantize_rank_one(x, y, fmt)
+        assert np.all(np.isfinite(xh)) and np.all(np.isfinite(yh))
+        np.testing.assert_array_equal(round_to_format(xh, fmt), xh)
+        np.testing.assert_array_equal(round_to_format(yh, fmt), yh)
+        scale = rank_one_error(x, y, 0 * x, y)  # ||x||^2 ||y||^2
+        best = exhaustive_rank_one(x, y, fmt)
+        assert rank_one_error(x, y, xh, yh) <= best + 1e-13 * scale, (x, y)
+
+
+@pytest.mark.parametrize("fmt", _FORMATS[:4] + _FORMATS[7:], ids=str)
+def test_carried_side_equals_exhaustive_search(fmt):
+    # left-to-right: x alone quantized, mu * y carried exactly
+    for x, y in adversarial_cases(fmt, 16, random_state=4):
+        Xh, mu = quantize_left_terms(x[None], y[None], check_format(fmt), "exact")
+        np.testing.assert_array_equal(round_to_format(Xh, fmt), Xh)
+        assert np.isfinite(mu[0])
+        err = rank_one_error(x, y, Xh[0], mu[0] * y)
+        best = exhaustive_rank_one(x, y, fmt, carried=True)
+        assert err <= best + 1e-13 * rank_one_error(x, y, 0 * x, y), (x, y)
+
+
+def test_bounded_reproducers():
+    # a power-of-two rescaling of the unbounded optimum is exact here
+    x, y = np.array([1.0]), np.array([1.0, 2.0**-10])
+    xh, yh = quantize_rank_one(x, y, "float8_e4m3")
+    assert rank_one_error(x, y, xh, yh) == 0
+    xr, yr = round_to_format(x, "float8_e4m3"), round_to_format(y, "float8_e4m3")
+    assert rank_one_error(x, y, xr, yr) == pytest.approx(2.0**-20)
+    # errors far below 1e-8 ||x|| ||y||: evaluated entrywise, not expanded
+    x, y = np.array([1.0]), np.array([1.0, 3e-7])
+    xh, yh = quantize_rank_one(x, y, "float16")
+    err = np.linalg.norm(np.outer(x, y) - np.outer(xh, yh))
+    assert err == pytest.approx(1.1413e-10, rel=1e-4)
+    # the exhaustive optimum: every x_hat in float16, y_hat = fl(mu y)
+    X = format_values("float16")[:, None]
+    X = X[X[:, 0] != 0]
+    Yh = round_to_format((X @ x / np.sum(X * X, 1))[:, None] * y, "float16")
+    errors = np.linalg.norm(
+        X[:, :, None] * Yh[:, None, :] - np.outer(x, y), axis=(1, 2)
+    )
+    assert err == pytest.approx(errors.min(), rel=1e-9)
+    xr, yr = round_to_format(x, "float16"), round_to_format(y, "float16")
+    assert np.linalg.norm(np.outer(x, y) - np.outer(xr, yr)) > 10 * err
+
+
+@pytest.mark.parametrize("fmt", [8, 16, "bfloat16", "float8_e4m3"])
+def test_no_overflow_near_the_largest_float64(fmt):
+    rng = np.random.default_rng(5)
+    top = np.finfo(np.float64).max
+    for x, y in [
+        (np.array([top, -top / 3]), np.array([0.7, 1.1])),
+        (np.array([top]), np.array([1e-300, 3e-301])),
+        (rng.uniform(1e307, top, 3), rng.uniform(1e-308, 1e-306, 2)),
+        (rng.uniform(1e-308, 1e-306, 2), rng.uniform(1e307, top, 3)),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            xh, yh = quantize_rank_one(x, y, fmt)
+        assert np.all(np.isfinite(xh)) and np.all(np.isfinite(yh))
+        np.testing.assert_array_equal(round_to_format(xh, fmt), xh)
+        np.testing.assert_array_equal(round_to_format(yh, fmt), yh)
+        f = check_format(fmt)
+        small = f.t <= 4 or (not f.bounded and f.t <= 8)
+        if len(x) == 1 or (len(x) == 2 and small):  # a short exhaustive search
+            scale = rank_one_error(x, y, 0 * x, y)
+            best = exhaustive_rank_one(x, y, fmt)
+            assert rank_one_error(x, y, xh, yh) <= best + 1e-13 * scale
+
+
+def test_overflow_error_when_no_float64_pair_exists():
+    # x y^T ~ 1e616: in an unbounded format both sides round up to 2**1024
+    top = np.finfo(np.float64).max
+    x, y = np.array([top]), np.array([top, top / 5])
+    with pytest.raises(OverflowError, match=r"does not fit float64 \(max \|x\|"):
+        quantize_rank_one(x, y, 8)
+    # a bounded format saturates: always finite (here every pair is as bad
+    # as zero, to float64 accuracy)
+    xh, yh = quantize_rank_one(x, y, "float8_e4m3")
+    assert np.all(np.abs(xh) <= 448) and np.all(np.abs(yh) <= 448)
+
+
+def test_pairwise_is_optimal_in_a_bounded_format():
+    # float8 e4m3 with values around 0.01: every pair term is the optimum
+    B = random_butterfly(16, random_state=0)  # 2 x 2 blocks: terms of length 2
+    B = ButterflyMatrix([0.1 * K for K in B.factors[:2]])
+    Q = quantize_butterfly(B, "float8_e4m3")
+    A1, A2 = (ks_to_dense(K) for K in B.factors)
+    best = 0.0
+    for k in range(A1.shape[1]):
+        x, y = A1[:, k][A1[:, k] != 0], A2[k][A2[k] != 0]
+        best += exhaustive_rank_one(x, y, "float8_e4m3")
+    got = np.sum((A1 @ A2 - ks_to_dense(Q.factors[0]) @ ks_to_dense(Q.factors[1])) ** 2)
+    assert got == pytest.approx(best, rel=1e-9)
+    R = quantize_butterfly(B, "float8_e4m3", heuristic="rtn")
+    assert got < np.sum((B.toarray() - R.toarray()) ** 2)
