@@ -33,9 +33,10 @@ from skbutterfly._validation import check_matrix
 
 QUANTIZE_METHODS = ("exact", "dfo", "rtn")
 # Breakpoints of one sweep window (all terms of a batch together). About
-# fifteen arrays of this many 8-byte entries are alive at once, plus the
-# candidates' y sides (below): the working memory stays under 256 MiB
-# whatever ``t`` and the lengths (see quantize_rank_one).
+# twenty arrays of this many 8-byte entries are alive at once, plus a few of
+# the candidates' y sides (below): the working memory stays within the
+# documented 64 MiB whatever ``t`` and the lengths (see quantize_rank_one);
+# small windows stay in cache.
 _SWEEP_BREAKS = 1 << 15
 # Entries of the candidates' y sides rounded at once.
 _SWEEP_ENTRIES = 1 << 16

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
-pytest.importorskip("resource", reason="needs the POSIX resource module")
+from skbutterfly import round_to_format
 
 N = 4096
 
@@ -59,6 +60,7 @@ _CHILD = textwrap.dedent(
 
 
 def _peak_growth(dtype):
+    pytest.importorskip("resource", reason="needs the POSIX resource module")
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, str(N), dtype],
         capture_output=True,
@@ -95,3 +97,36 @@ def test_float32_roughly_halves_the_peak(peaks):
     print(f"peak (input + growth) float32 / float64 = {peak32 / peak64:.2f}")
     assert 0.35 <= peak32 / peak64 <= 0.65, peaks
     assert peaks["float32"]["input"] * 2 == peaks["float64"]["input"]
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "fmt", "spread"),
+    [(64, 64, 16, 0), (200, 200, 12, 0), (24, 24, "float16", 30)],
+)
+def test_quantization_sweep_memory_is_bounded(m, n, fmt, spread):
+    # Materializing every candidate's y side (m 2^(t-1) candidates per
+    # entry of x in F_t; m times the number of float16 values when the
+    # term's range fills float16 and the whole format is swept) would take
+    # hundreds of MiB; the sweep works in windows whatever t and the lengths.
+    import tracemalloc
+
+    from skbutterfly import FloatFormat, quantize_rank_one
+
+    ceiling = 64 * 2**20  # documented in quantize_rank_one
+
+    fmt = FloatFormat(fmt) if isinstance(fmt, int) else FloatFormat.from_name(fmt)
+    per_entry = 2 ** (fmt.t - 1) * (fmt.emax - fmt.emin + 2 if fmt.bounded else 1)
+    assert 8 * m * per_entry * n > 2 * ceiling  # what windows avoid
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(m) * np.exp2(rng.uniform(-spread, spread, m))
+    y = rng.standard_normal(n) * np.exp2(rng.uniform(-spread, spread, n))
+    quantize_rank_one(x[:2], y[:2], fmt)  # warm up: caches of the grids
+    tracemalloc.start()
+    xh, yh = quantize_rank_one(x, y, fmt)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"m={m} n={n} {fmt}: peak {peak / 2**20:.1f} MiB")
+    assert peak <= ceiling
+    rounded = [round_to_format(v, fmt) for v in (x, y)]
+    rtn = np.linalg.norm(np.outer(x, y) - np.outer(*rounded))
+    assert np.linalg.norm(np.outer(x, y) - np.outer(xh, yh)) <= rtn
