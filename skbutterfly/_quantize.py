@@ -1,11 +1,9 @@
 """Quantization of rank-one matrices, of two factors and of butterflies.
 
-Mathematics: Gribonval et al., hal-04125381. For a rank-one :math:`x y^T`, some
-optimal pair of quantized vectors is :math:`\\hat x = \\mathrm{fl}(\\lambda x)`,
-:math:`\\hat y = \\mathrm{fl}(\\mu(\\lambda) y)` with :math:`\\lambda \\in [1, 2)`
-and :math:`\\mu(\\lambda) = x^T\\hat x / \\|\\hat x\\|^2`; :math:`\\hat x` only
-changes at finitely many breakpoints, so one :math:`\\lambda` per interval
-between breakpoints finds the exact optimum.
+Layer 3 (algorithms). Mathematics: Gribonval et al., hal-04125381. The
+rank-one terms of two factors are quantized one by one
+(:func:`~skbutterfly._quantize_rank_one.quantize_terms`, exact in every
+format); the butterfly heuristics combine factors into such pairs.
 """
 
 # Authors: The skbutterfly developers
@@ -51,8 +49,8 @@ def quantize_factors(W, H, fmt, method: str = "exact", n_jobs=None):
     .. math:: \\|WH - \\hat W\\hat H\\|_F^2 = \\sum_k
               \\|w_k h_k^T - \\hat w_k \\hat h_k^T\\|_F^2,
 
-    so the exact method gives the optimal quantized pair (Gribonval et al.,
-    hal-04125381);
+    so the exact method gives the optimal quantized pair in every format,
+    bounded exponent ranges included (Gribonval et al., hal-04125381);
     otherwise the result is a heuristic. Zeros stay zero.
 
     Parameters
@@ -236,8 +234,11 @@ def quantize_butterfly(
       factor, all gathered by one reshape and quantized in one batch) by
       :func:`quantize_rank_one`: the terms are disjoint for block rank 1, so
       each pair is quantized optimally with ``method="exact"`` (as by
-      :func:`quantize_factors`); an odd last factor is rounded to nearest.
-      Cost: linear in the number of stored values, times :math:`2^t`.
+      :func:`quantize_factors`), in every format; an odd last factor is
+      rounded to nearest. The product of all factors is not optimal in
+      general (a heuristic). Cost: linear in the number of stored values,
+      times :math:`2^t` (more for the terms of a bounded format whose range
+      fills it, swept over the whole format).
     * ``"left-to-right"``: :math:`F_1` is quantized against the product
       :math:`F_2 \\cdots F_J` of all remaining factors (only the left side is
       rounded: each term's scale maximizes

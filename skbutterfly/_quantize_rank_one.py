@@ -624,20 +624,43 @@ def quantize_rank_one(x, y, fmt, method: str = "exact"):
               = \\|x\\|^2\\|y\\|^2 - 2 (x^T\\hat x)(y^T\\hat y)
                 + \\|\\hat x\\|^2 \\|\\hat y\\|^2.
 
-    With ``method="exact"`` the result is :math:`\\hat x = \\mathrm{fl}(\\lambda
-    x)`, :math:`\\hat y = \\mathrm{fl}(\\mu y)`, :math:`\\mu = x^T\\hat x /
-    \\|\\hat x\\|^2`, with the best :math:`\\lambda \\in [1, 2)` found by
-    enumerating the breakpoints of :math:`\\lambda \\mapsto
-    \\mathrm{fl}(\\lambda x)` on the shorter of ``x`` and ``y``
-    (:math:`2^{t-1}` per nonzero entry) with O(1) updates of
-    :math:`x^T\\hat x` and :math:`\\|\\hat x\\|^2` per interval, and one
-    O(``len(y)``) evaluation per interval. It is the global optimum over all
-    pairs in an unbounded format (ALGORITHMS.md §3.2-3.3), up to the float64
-    evaluation of the costs (about :math:`10^{-16} \\|x\\|^2\\|y\\|^2`), and
-    never worse than round-to-nearest. In a bounded format the pair is scaled by a power
-    of two balancing both sides: still optimal when no entry overflows or
-    underflows; otherwise each term keeps the better of that and
-    round-to-nearest.
+    With ``method="exact"`` the result is the optimum over every pair of
+    vectors of the format (bounded or not), up to the float64 evaluation of
+    the costs (about :math:`10^{-16} \\|x\\|^2\\|y\\|^2`); it is never worse
+    than round-to-nearest. Some optimal pair is :math:`\\hat x =
+    \\mathrm{fl}(\\nu x)`, :math:`\\hat y = \\mathrm{fl}(\\mu y)`, :math:`\\mu
+    = x^T\\hat x / \\|\\hat x\\|^2`, for a scale :math:`\\nu > 0` [1]_, and
+    :math:`\\nu \\mapsto \\mathrm{fl}(\\nu x)` only changes at breakpoints
+    (where some :math:`\\nu |x_i|` crosses a midpoint between consecutive
+    numbers). The breakpoints are swept on the shorter of ``x`` and ``y``,
+    in sorted order, with O(1) updates of :math:`x^T\\hat x` and
+    :math:`\\|\\hat x\\|^2` and one O(``len(y)``) evaluation per state:
+
+    * unbounded exponent: :math:`\\mathrm{fl}(2\\nu x) = 2\\mathrm{fl}(\\nu
+      x)`, so :math:`\\nu \\in [1, 2]` suffices: :math:`2^{t-1}` breakpoints
+      per nonzero entry. The pair is scaled back by powers of two that keep
+      both sides finite (and normal) in float64; when none can (the product
+      of the largest entries near the square of the largest float64), an
+      ``OverflowError``.
+    * bounded exponent (subnormals, saturation, flush to zero change the
+      breakpoints and break the invariance): if a power-of-two rescaling
+      :math:`(\\hat x 2^k, \\hat y 2^{-k})` of the unbounded optimum is
+      representable, it is optimal (the format is a subset of
+      :math:`F_t`), and the most balanced one is returned; otherwise the
+      sweep runs over every scale :math:`\\nu > 0`, i.e. over every midpoint
+      of the format for every entry (all of them: about 32 000 per entry for
+      float16 and bfloat16, 126 for float8). Values are always finite
+      (overflow saturates). For a custom format with more than
+      :math:`2^{22}` positive values that sweep is not attempted: the best of
+      a few rescalings and round-to-nearest is returned with an
+      :class:`ApproximateQuantizationWarning`.
+
+    The only states the sweep can miss are those realized on an interval of
+    relative width below float64's resolution (breakpoints float64 cannot
+    separate). Working memory: the sweep runs in windows of a bounded number
+    of breakpoints and candidates, so beyond arrays proportional to the
+    input it needs at most 64 MiB per job (a few MiB measured), whatever
+    ``t`` and the lengths.
 
     Parameters
     ----------
@@ -648,11 +671,15 @@ def quantize_rank_one(x, y, fmt, method: str = "exact"):
     fmt : FloatFormat, int or str
         Target format, ``t`` alone (unbounded exponent) or a preset name.
     method : {"exact", "dfo", "rtn"}, default="exact"
-        ``"exact"``: breakpoint enumeration, cost
-        :math:`O(\\min(m,n)\\,2^{t-1} \\max(m, n))` per term (``t <= 20``). ``"dfo"``: a
-        derivative-free search of :math:`\\lambda` (a grid refined three
-        times, 48 evaluations; cheap, no optimality guarantee). ``"rtn"``:
-        round both vectors to nearest (the baseline).
+        ``"exact"``: the breakpoint sweep, time
+        :math:`O(\\min(m,n)\\,2^{t-1} \\max(m, n))` per term (``t <= 20``;
+        times the number of binades of the format for the terms of a bounded
+        format that need the full sweep). ``"dfo"``: a derivative-free search
+        of :math:`\\nu \\in [1, 2)` (a grid refined three times, 48
+        evaluations; in a bounded format, then the best of the representable
+        rescaling or, if none, of a few rescalings and round-to-nearest;
+        cheap, no optimality guarantee). ``"rtn"``: round both vectors to
+        nearest (the baseline).
 
     Returns
     -------
@@ -664,11 +691,25 @@ def quantize_rank_one(x, y, fmt, method: str = "exact"):
     ------
     ComplexQuantizationError
         For complex input (a ``NotImplementedError`` and a ``ValueError``).
+    OverflowError
+        Unbounded format only, when the optimal pair cannot be held in
+        float64 (see above).
+
+    Warns
+    -----
+    ApproximateQuantizationWarning
+        When a custom bounded format is too large to sweep (see above).
 
     See Also
     --------
     quantize_factors : Two factors with disjoint rank-one supports.
     quantize_butterfly : All factors of a butterfly.
+
+    References
+    ----------
+    .. [1] R. Gribonval, T. Mary, E. Riccietti, "Optimal quantization of
+       rank-one matrices in floating-point arithmetic, with applications to
+       butterfly factorizations", preprint hal-04125381, 2023.
 
     Examples
     --------
@@ -680,6 +721,14 @@ def quantize_rank_one(x, y, fmt, method: str = "exact"):
     >>> err = lambda a, b: np.linalg.norm(np.outer(x, y) - np.outer(a, b))
     >>> bool(err(xh, yh) < err(xr, yr))
     True
+
+    In a bounded format the exponent range matters: here round-to-nearest
+    flushes :math:`2^{-10}` to zero, the optimum rescales it into range.
+
+    >>> x, y = np.array([1.0]), np.array([1.0, 2.0**-10])
+    >>> xh, yh = quantize_rank_one(x, y, "float8_e4m3")
+    >>> print(xh, yh, err(xh, yh))
+    [0.5] [2.        0.0019531] 0.0
     """
     fmt = check_format(fmt)
     check_method(method, fmt)
