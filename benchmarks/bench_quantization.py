@@ -5,7 +5,11 @@ quantizing the factors of a random butterfly with the optimal rank-one method
 (pairwise or left-to-right) instead of round-to-nearest (RTN) reaches the same
 error with about 25-30 % fewer significand bits.
 
-Prints, for random classic butterflies (N(0, 1) values) of size N = 256 and
+Prints first how often ``method="exact"`` equals an exhaustive search over the
+format's numbers (random and adversarial cases, the four presets and t = 2, 4,
+8), the pairwise time of each bounded preset against the unbounded format of
+the same t, and the time of ``QuantizedButterfly(precision=16)`` on 256 x 256.
+Then, for random classic butterflies (N(0, 1) values) of size N = 256 and
 1024 and t = 3..12 significand bits: the relative error
 ||B - B_q||_F / ||B||_F of RTN, pairwise and left-to-right; the significand
 bits saved at equal error (t interpolated log-linearly); the time to quantize
@@ -18,6 +22,7 @@ Run::
     python benchmarks/bench_quantization.py --quick    # one draw, N = 256
     python benchmarks/bench_quantization.py --full     # left-to-right up to t = 12
                                                        # at N = 1024 (slow)
+    python benchmarks/bench_quantization.py --exact-only  # the exactness part
 
 Timings on a shared machine are noisy: wall and CPU time are both printed.
 """
@@ -27,11 +32,25 @@ import time
 
 import numpy as np
 
-from skbutterfly import bit_reversal_permutation, quantize_butterfly
+from skbutterfly import (
+    ButterflyFactorizer,
+    FloatFormat,
+    QuantizedButterfly,
+    bit_reversal_permutation,
+    quantize_butterfly,
+    quantize_rank_one,
+    round_to_format,
+)
+from skbutterfly._exhaustive import (
+    adversarial_cases,
+    exhaustive_rank_one,
+    rank_one_error,
+)
 from skbutterfly._hierarchical import butterfly_factorize
 from skbutterfly.datasets import dft, random_butterfly
 
 HEURISTICS = ("rtn", "pairwise", "left-to-right")
+PRESET_AND_T = ("float8_e4m3", "float8_e5m2", "float16", "bfloat16", 2, 4, 8)
 T_VALUES = tuple(range(3, 13))
 
 
@@ -107,6 +126,77 @@ def time_quantization(N, t, heuristic, repeats=3):
     return min(walls), min(cpus)
 
 
+def exhaustive_agreement(n_cases, formats=PRESET_AND_T):
+    """Cases where ``method="exact"`` equals the exhaustive optimum.
+
+    Random and adversarial cases (zeros, huge dynamic range, near overflow,
+    subnormal range, exact ties, float64 extremes); the optimum is a brute
+    force over every vector of the format's numbers (every finite value for
+    the bounded formats). Also counts the cases where round-to-nearest is
+    worse, to show the cases are not trivial.
+    """
+    print(
+        f"\nExact rank-one quantization against exhaustive search ({n_cases} "
+        "cases per format)"
+    )
+    print(f"{'format':<14}{'equal':>8}{'cases':>7}{'RTN worse':>11}{'s':>7}")
+    total = agree = 0
+    for fmt in formats:
+        start = time.perf_counter()
+        equal = rtn_worse = 0
+        for x, y in adversarial_cases(fmt, n_cases, random_state=0):
+            xh, yh = quantize_rank_one(x, y, fmt)
+            scale = rank_one_error(x, y, 0 * x, y)
+            best = exhaustive_rank_one(x, y, fmt)
+            err = rank_one_error(x, y, xh, yh)
+            representable = all(
+                np.array_equal(round_to_format(v, fmt), v) for v in (xh, yh)
+            )
+            equal += bool(representable and abs(err - best) <= 1e-13 * scale)
+            rtn = rank_one_error(x, y, *(round_to_format(v, fmt) for v in (x, y)))
+            rtn_worse += bool(rtn > best + 1e-13 * scale)
+        total, agree = total + n_cases, agree + equal
+        name = fmt if isinstance(fmt, str) else f"t={fmt}"
+        seconds = time.perf_counter() - start
+        print(f"{name:<14}{equal:>8d}{n_cases:>7d}{rtn_worse:>11d}{seconds:>7.1f}")
+    print(f"exact = exhaustive optimum on {agree} of {total} cases")
+    return agree, total
+
+
+def bounded_timings(N=4096, repeats=3):
+    """Pairwise quantization in each preset against the unbounded format."""
+    print(f"\nPairwise quantization of a random classic butterfly N={N} (best of 3)")
+    header = f"{'format':<14}{'t':>3}{'wall s':>9}{'cpu s':>8}"
+    print(header + f"{'unbounded s':>13}{'ratio':>7}")
+    for name in ("bfloat16", "float16", "float8_e4m3", "float8_e5m2"):
+        t = FloatFormat.from_name(name).t
+        times = {}
+        for fmt in (name, t):
+            B = random_butterfly(N, random_state=0)
+            walls, cpus = [], []
+            for _ in range(repeats):
+                w, c = time.perf_counter(), time.process_time()
+                quantize_butterfly(B, fmt)
+                walls.append(time.perf_counter() - w)
+                cpus.append(time.process_time() - c)
+            times[fmt] = (min(walls), min(cpus))
+        (wall, cpu), cpu_u = times[name], times[t][1]
+        print(
+            f"{name:<14}{t:>3d}{wall:>9.3f}{cpu:>8.3f}{cpu_u:>13.3f}{cpu / cpu_u:>7.2f}"
+        )
+    print("(target: bounded presets at most 2x the unbounded format; cpu times)")
+
+
+def quantized_butterfly_time(N=256, precision=16):
+    A = random_butterfly(N, random_state=0).toarray()
+    start = time.perf_counter()
+    QuantizedButterfly(ButterflyFactorizer(), precision=precision).fit(A)
+    print(
+        f"\nQuantizedButterfly(precision={precision}) fit on {N} x {N}: "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+
+
 def lazylinop_comparison(sizes=(256, 1024)):
     """Side by side with lazylinop's ``qbutterfly`` on the same butterflies.
 
@@ -155,7 +245,20 @@ def main():
     parser.add_argument(
         "--full", action="store_true", help="left-to-right up to t = 12 at N = 1024"
     )
+    parser.add_argument(
+        "--exact-only",
+        action="store_true",
+        help="only the exhaustive agreement and the bounded-format timings",
+    )
+    parser.add_argument(
+        "--cases", type=int, default=150, help="exhaustive cases per format"
+    )
     args = parser.parse_args()
+    exhaustive_agreement(args.cases)
+    bounded_timings()
+    quantized_butterfly_time()
+    if args.exact_only:
+        return
     n_draws = 1 if args.quick else 2
     sizes = (256,) if args.quick else (256, 1024)
     all_savings = []
