@@ -187,6 +187,58 @@ def bounded_timings(N=4096, repeats=3):
     print("(target: bounded presets at most 2x the unbounded format; cpu times)")
 
 
+def storage_accounting(N=256, n_draws=2):
+    """Storage saved at equal error, counted three ways.
+
+    For each bounded preset: the error of the pairwise heuristic in that
+    format, and the ``t`` at which round-to-nearest (same exponent range)
+    reaches it. Then the saving in significand bits, in bits per stored value
+    (sign, exponent field and stored significand, :func:`storage_bits`), and
+    in file bytes (``ButterflyMatrix.save``, whatever encoding it uses).
+    """
+    import os
+    import tempfile
+
+    from skbutterfly import storage_bits
+
+    print(f"\nStorage at equal error, random classic butterflies N={N}")
+    print(
+        f"{'format':<12}{'pairwise err':>13}{'RTN t':>7}{'signif. saved':>15}"
+        f"{'bits/value':>11}{'RTN bits':>9}{'saved':>7}{'file B':>8}{'f64 B':>7}"
+    )
+    for name in ("bfloat16", "float16", "float8_e4m3", "float8_e5m2"):
+        fmt = FloatFormat.from_name(name)
+        t_values = np.arange(max(2, fmt.t - 2), fmt.t + 7)
+        rtn, pair = np.zeros(len(t_values)), 0.0
+        for seed in range(n_draws):
+            B = random_butterfly(N, random_state=seed)
+            A = B.toarray()
+            norm = np.linalg.norm(A)
+            pair += np.linalg.norm(A - quantize_butterfly(B, fmt).toarray()) / norm
+            for i, t in enumerate(t_values):
+                same_range = FloatFormat(int(t), fmt.emin, fmt.emax)
+                Q = quantize_butterfly(B, same_range, heuristic="rtn")
+                rtn[i] += np.linalg.norm(A - Q.toarray()) / norm
+        pair, rtn = pair / n_draws, rtn / n_draws
+        t_eq = bits_at_equal_error(tuple(t_values), rtn, pair)
+        Q = quantize_butterfly(B, fmt)
+        bits = storage_bits(Q, fmt) / Q.nnz
+        rtn_bits = bits + t_eq - fmt.t
+        with tempfile.TemporaryDirectory() as tmp:
+            Q.save(os.path.join(tmp, "q.npz"))
+            B.save(os.path.join(tmp, "b.npz"))
+            sizes = [os.path.getsize(os.path.join(tmp, f)) for f in ("q.npz", "b.npz")]
+        print(
+            f"{name:<12}{pair:>13.2e}{t_eq:>7.2f}{(t_eq - fmt.t) / t_eq:>15.0%}"
+            f"{bits:>11.0f}{rtn_bits:>9.1f}{1 - bits / rtn_bits:>7.0%}"
+            f"{sizes[0]:>8d}{sizes[1]:>7d}"
+        )
+    print(
+        "(RTN t: the significand bits round-to-nearest needs for the same error,"
+        " interpolated; file bytes of the quantized and of the float64 butterfly)"
+    )
+
+
 def quantized_butterfly_time(N=256, precision=16):
     A = random_butterfly(N, random_state=0).toarray()
     start = time.perf_counter()
@@ -255,6 +307,7 @@ def main():
     )
     args = parser.parse_args()
     exhaustive_agreement(args.cases)
+    storage_accounting()
     bounded_timings()
     quantized_butterfly_time()
     if args.exact_only:
