@@ -23,6 +23,7 @@ from skbutterfly._exhaustive import (
 from skbutterfly._formats import check_format
 from skbutterfly._ks import fuse_values, ks_to_dense
 from skbutterfly._quantize_rank_one import (
+    ApproximateQuantizationWarning,
     ComplexQuantizationError,
     quantize_left_terms,
 )
@@ -492,3 +493,18 @@ def test_pairwise_is_optimal_in_a_bounded_format():
     assert got == pytest.approx(best, rel=1e-9)
     R = quantize_butterfly(B, "float8_e4m3", heuristic="rtn")
     assert got < np.sum((B.toarray() - R.toarray()) ** 2)
+
+
+def test_format_too_large_to_sweep_warns_and_stays_representable():
+    fmt = FloatFormat(16, -200, 200)  # 13 M positive values: not swept
+    x, y = np.array([1e60, 3e-61]), np.array([2e59, 1e-62])  # range fills it
+    with pytest.warns(ApproximateQuantizationWarning, match="approximately"):
+        xh, yh = quantize_rank_one(x, y, fmt)
+    np.testing.assert_array_equal(round_to_format(xh, fmt), xh)
+    np.testing.assert_array_equal(round_to_format(yh, fmt), yh)
+    rtn = rank_one_error(x, y, round_to_format(x, fmt), round_to_format(y, fmt))
+    assert rank_one_error(x, y, xh, yh) <= rtn
+    # a term with an admissible rescaling is still exact: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quantize_rank_one(np.array([1.0, 0.3]), np.array([0.7, 0.2]), fmt)
