@@ -30,7 +30,10 @@ from skbutterfly._permutations import (
     standard_permutations,
 )
 from skbutterfly._quantize import quantize_butterfly, quantize_factors
-from skbutterfly._quantize_rank_one import quantize_rank_one
+from skbutterfly._quantize_rank_one import (
+    ApproximateQuantizationWarning,
+    quantize_rank_one,
+)
 from skbutterfly._quantized_butterfly import QuantizedButterfly
 from skbutterfly._support_analysis import SupportAnalysis, analyze_supports
 from skbutterfly._supports import (
@@ -45,6 +48,7 @@ from skbutterfly._warnings import PoorFitWarning
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApproximateQuantizationWarning",
     "Architecture",
     "ButterflyDictionaryLearning",
     "ButterflyFactorizer",

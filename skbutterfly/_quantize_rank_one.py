@@ -30,6 +30,7 @@ from skbutterfly._formats import (
     round_to_format,
 )
 from skbutterfly._validation import check_matrix
+from skbutterfly._warnings import external_stacklevel
 
 QUANTIZE_METHODS = ("exact", "dfo", "rtn")
 # Breakpoints of one sweep window (all terms of a batch together). About
@@ -66,7 +67,22 @@ class ApproximateQuantizationWarning(UserWarning):
 
     Only for custom formats with more than ``2**22`` positive values (never
     for the presets) and terms whose range fills the format: the result is
-    then the best of the power-of-two rescalings tried and round-to-nearest.
+    then the best of a few power-of-two rescalings and round-to-nearest
+    (still representable, never worse than round-to-nearest).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from skbutterfly import (
+    ...     ApproximateQuantizationWarning, FloatFormat, quantize_rank_one)
+    >>> fmt = FloatFormat(16, -200, 200)  # 13 M positive values
+    >>> x, y = np.array([1e60, 3e-61]), np.array([2e59, 1e-62])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     xh, yh = quantize_rank_one(x, y, fmt)
+    >>> [w.category is ApproximateQuantizationWarning for w in caught]
+    [True]
     """
 
 
@@ -509,7 +525,7 @@ def _bounded_x(absx, p, ex, side, fmt, method, prefer):
             f"{len(absx)} rank-one terms whose range fills it were quantized "
             "approximately (best power-of-two rescaling or round-to-nearest).",
             ApproximateQuantizationWarning,
-            stacklevel=4,
+            stacklevel=external_stacklevel(),
         )
     return _best_of_shifts(absx, p, ex, side, fmt, prefer)
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from skbutterfly import (
+    ApproximateQuantizationWarning,
     ButterflyMatrix,
     FloatFormat,
     quantize_butterfly,
@@ -23,7 +24,6 @@ from skbutterfly._exhaustive import (
 from skbutterfly._formats import check_format
 from skbutterfly._ks import fuse_values, ks_to_dense
 from skbutterfly._quantize_rank_one import (
-    ApproximateQuantizationWarning,
     ComplexQuantizationError,
     quantize_left_terms,
 )
