@@ -30,10 +30,7 @@ from skbutterfly._permutations import (
     standard_permutations,
 )
 from skbutterfly._quantize import quantize_butterfly, quantize_factors
-from skbutterfly._quantize_rank_one import (
-    ApproximateQuantizationWarning,
-    quantize_rank_one,
-)
+from skbutterfly._quantize_rank_one import quantize_rank_one
 from skbutterfly._quantized_butterfly import QuantizedButterfly
 from skbutterfly._support_analysis import SupportAnalysis, analyze_supports
 from skbutterfly._supports import (
@@ -43,7 +40,7 @@ from skbutterfly._supports import (
     lower_triangular_support,
     upper_triangular_support,
 )
-from skbutterfly._warnings import PoorFitWarning
+from skbutterfly._warnings import ApproximateQuantizationWarning, PoorFitWarning
 
 __version__ = "0.1.0"
 

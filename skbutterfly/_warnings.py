@@ -84,3 +84,27 @@ def external_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
         frame, level = frame.f_back, level + 1
     return level
+
+
+class ApproximateQuantizationWarning(UserWarning):
+    """``method="exact"`` could not sweep a bounded format exactly.
+
+    Only for custom formats with more than ``2**22`` positive values (never
+    for the presets) and terms whose range fills the format: the result is
+    then the best of a few power-of-two rescalings and round-to-nearest
+    (still representable, never worse than round-to-nearest).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from skbutterfly import (
+    ...     ApproximateQuantizationWarning, FloatFormat, quantize_rank_one)
+    >>> fmt = FloatFormat(16, -200, 200)  # 13 M positive values
+    >>> x, y = np.array([1e60, 3e-61]), np.array([2e59, 1e-62])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     xh, yh = quantize_rank_one(x, y, fmt)
+    >>> [w.category is ApproximateQuantizationWarning for w in caught]
+    [True]
+    """
