@@ -6,27 +6,49 @@ Layer 4 (estimators).
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import copy
 from math import ceil
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from skbutterfly._base import BaseFactorizer
+from skbutterfly._formats import round_to_format
 from skbutterfly._projections import CONSTRAINT_NAMES
+from skbutterfly._quantize import quantize_factors
 from skbutterfly._sparse_factorize import STRATEGIES, sparse_factorize
+from skbutterfly._sparse_product import SparseProduct
 from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
-class SparseFactorizer(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
-):
+def _quantized_product(P, fmt, method, heuristic, n_jobs):
+    """The factors of ``P`` quantized to ``fmt``, supports kept.
+
+    ``"pairwise"`` quantizes ``(S_1, S_2), (S_3, S_4), ...`` with
+    :func:`quantize_factors` (optimal for a pair whose rank-one supports are
+    disjoint, a heuristic otherwise) and an odd last factor by rounding;
+    ``"rtn"`` (as ``heuristic`` or ``method``) rounds every value.
+    """
+    if heuristic == "left-to-right":
+        raise ValueError(
+            "heuristic='left-to-right' is not available for a SparseProduct; "
+            "use 'pairwise' or 'rtn'."
+        )
+    factors = [F.toarray() for F in P.factors]
+    if heuristic == "rtn" or method == "rtn":
+        return SparseProduct([round_to_format(F, fmt) for F in factors])
+    out = []
+    for i in range(0, len(factors) - 1, 2):
+        out.extend(quantize_factors(factors[i], factors[i + 1], fmt, method, n_jobs))
+    if len(factors) % 2:
+        out.append(round_to_format(factors[-1], fmt))
+    return SparseProduct(out)
+
+
+class SparseFactorizer(BaseFactorizer):
     """Approximate a matrix by a product of sparse factors with learned supports.
 
     ``fit(X)`` finds :math:`X \\approx \\hat X = S_1 S_2 \\cdots S_J`, every
@@ -103,6 +125,8 @@ default="rowcol"
     >>> est.transform(np.eye(16)).shape
     (16, 16)
     """
+
+    _factor_attributes = ("product_",)
 
     _parameter_constraints: dict = {
         "n_factors": [Interval(Integral, 1, None, closed="left")],
@@ -186,8 +210,7 @@ default="rowcol"
             verbose=self.verbose,
         )
         self.n_factors_ = self.product_.n_factors
-        self.reconstruction_err_ = self.info_.error
-        self.relative_error_ = self.info_.relative_error
+        self._set_errors(X, self.info_.error)
         self.n_iter_ = self.info_.n_iter
         if self.verbose:
             print(
@@ -239,35 +262,31 @@ default="rowcol"
         # X @ P = conj(P^H conj(X)^T)^T.
         return np.conj(np.asarray(self.product_.H.matmat(np.conj(X.T).astype(dtype)))).T
 
-    def score(self, X, y=None):
-        """Minus the relative error of the fitted operator on ``X``.
+    def _approximation(self):
+        return self.product_.toarray()
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Matrix of the shape seen in ``fit``.
-        y : Ignored
-            Not used, present for API consistency by convention.
+    def _stored_factors(self):
+        return tuple(F.data for F in self.product_.factors)
 
-        Returns
-        -------
-        float
-            :math:`-\\|X - \\hat X\\|_F / \\|X\\|_F` (higher is better; 0 for a
-            zero ``X`` exactly reproduced, ``-inf`` for a zero ``X`` not).
-        """
-        check_is_fitted(self)
-        X = validate_estimator_input(self, X, reset=False)
+    def _stored_values(self):
+        return self.product_.nnz, self.product_.dtype
+
+    def _error(self, X):
         if X.shape[0] != self.product_.shape[0]:
             raise ValueError(
                 f"X must have the fitted shape, got n_samples={X.shape[0]}, "
                 f"n_features={X.shape[1]}; expected n_samples="
                 f"{self.product_.shape[0]}."
             )
-        error = float(np.linalg.norm(X - self.product_.toarray()))
-        norm = float(np.linalg.norm(X))
-        if norm == 0:
-            return 0.0 if error == 0 else -np.inf
-        return -error / norm
+        return float(np.linalg.norm(X - self.product_.toarray()))
+
+    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs):
+        quantized = copy.copy(self)
+        quantized.product_ = _quantized_product(
+            self.product_, fmt, method, heuristic, n_jobs
+        )
+        quantized._set_errors(X, quantized._error(X))
+        return quantized
 
     @property
     def _n_features_out(self):
@@ -275,6 +294,5 @@ default="rowcol"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.input_tags.sparse = False
         return tags

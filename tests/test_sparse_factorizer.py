@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV
 
-from skbutterfly import SparseFactorizer, sparse_factorize
+from skbutterfly import (
+    QuantizedButterfly,
+    SparseFactorizer,
+    SparseProduct,
+    round_to_format,
+    sparse_factorize,
+)
 from skbutterfly.datasets import hadamard
 from skbutterfly.model_selection import WholeMatrixSplit, all_scorers, cheapest_within
 
@@ -92,3 +98,34 @@ def test_scorers_and_the_cheapest_refit_rule_read_the_sparse_product():
     i = search.best_index_
     assert -results["mean_test_storage_bits"][i] == best.product_.nnz * 64
     assert -results["mean_test_flops"][i] == best.product_.flops
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("heuristic", ["pairwise", "rtn"])
+def test_quantized_sparse_factors_against_round_to_nearest(heuristic):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((16, 16))
+    inner = SparseFactorizer(n_factors=2, k=4, max_iter=30)
+    est = QuantizedButterfly(inner, precision=4, heuristic=heuristic).fit(X)
+    fitted = est.estimator_.product_
+    quantized = est.quantized_.product_
+    # Supports kept, every value representable with 4 significand bits.
+    for F, Q in zip(fitted.factors, quantized.factors):
+        assert not (Q.toarray()[F.toarray() == 0]).any()
+        np.testing.assert_array_equal(Q.data, round_to_format(Q.data, 4))
+    rtn = SparseProduct([round_to_format(F.toarray(), 4) for F in fitted.factors])
+    rtn_error = np.linalg.norm(X - rtn.toarray()) / np.linalg.norm(X)
+    if heuristic == "rtn":
+        assert est.relative_error_ == pytest.approx(rtn_error)
+    else:
+        assert est.relative_error_ <= rtn_error + 1e-12
+    assert est.storage_bits_ < quantized.nnz * 64
+    assert est.score(X) == pytest.approx(-est.relative_error_)
+
+
+def test_left_to_right_quantization_is_refused():
+    with pytest.raises(ValueError, match="left-to-right"):
+        QuantizedButterfly(
+            SparseFactorizer(n_factors=3, constraint="rowcol_and"),
+            heuristic="left-to-right",
+        ).fit(hadamard(8))
