@@ -8,11 +8,12 @@ products, its adjoint and its ``.npz`` file (no pickle).
 # SPDX-License-Identifier: BSD-3-Clause
 
 import os
-import tempfile
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
+
+from skbutterfly._io import write_npz
 
 FILE_FORMAT = "skbutterfly.SparseProduct"
 FILE_VERSION = 1
@@ -156,16 +157,7 @@ class SparseProduct(LinearOperator):
             arrays[f"indices_{j}"] = F.indices
             arrays[f"indptr_{j}"] = F.indptr
             arrays[f"shape_{j}"] = np.array(F.shape, dtype=np.int64)
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_npz(path, arrays)
 
     @classmethod
     def load(cls, path) -> "SparseProduct":
