@@ -16,11 +16,14 @@ Problems (the same matrix, constraints and iteration budget for both):
 
 Both run in this process with BLAS limited to one thread (``threadpoolctl``;
 pyfaust's own C++ threads are not limited). Times are wall seconds of one run;
-on a shared machine they are noisy. "ratio" is pyfaust's time over ours.
+on a shared machine wall times are noisy, and process CPU times (all
+threads) are printed beside them. "wall x" and "cpu x" are pyfaust's times
+over ours.
 pyfaust (a benchmark extra, ``pip install pyfaust``) is skipped when missing.
 
 Run: ``python benchmarks/bench_sparse.py [--hadamard 64 256 1024]
-[--sparse 128] [--gaussian 256x256 1024x512] [--iters 30]``.
+[--sparse 128] [--gaussian 256x256 1024x512] [--iters 30]
+[--faust-max-hadamard 256]``.
 """
 
 import argparse
@@ -47,9 +50,10 @@ def _relative(A, B):
 
 
 def _timed(func):
-    wall = time.perf_counter()
+    """``((wall s, process CPU s of all threads), result)``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     out = func()
-    return time.perf_counter() - wall, out
+    return (time.perf_counter() - wall, time.process_time() - cpu), out
 
 
 def ours(A, constraints, strategy, iters, residuals=None):
@@ -117,12 +121,14 @@ def theirs_hadamard(A):
 
 
 def row(problem, strategy, mine, other):
-    t, e, nnz = mine
-    line = f"{problem:<24} {strategy:<12} {t:8.2f} {e:10.2e} {nnz:8d}"
+    (t, c), e, nnz = mine
+    line = f"{problem:<22} {strategy:<12} {t:7.2f} {c:7.2f} {e:9.2e} {nnz:7d}"
     if other is None:
-        return line + "   (pyfaust not installed)"
-    t2, e2, nnz2 = other
-    return line + f" {t2:8.2f} {e2:10.2e} {nnz2:8d} {t2 / t:7.1f}"
+        return line + "   (pyfaust not installed or skipped)"
+    (t2, c2), e2, nnz2 = other
+    return line + (
+        f" {t2:7.2f} {c2:7.2f} {e2:9.2e} {nnz2:7d} {t2 / t:6.1f} {c2 / c:6.1f}"
+    )
 
 
 def main():
@@ -131,17 +137,25 @@ def main():
     parser.add_argument("--sparse", type=int, nargs="*", default=[128])
     parser.add_argument("--gaussian", nargs="*", default=["256x256"])
     parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument(
+        "--faust-max-hadamard",
+        type=int,
+        default=256,
+        help="largest Hadamard size given to pyfaust (its time grows fast)",
+    )
     args = parser.parse_args()
     print(
-        f"{'problem':<24} {'strategy':<12} {'ours s':>8} {'ours err':>10} "
-        f"{'ours nnz':>8} {'faust s':>8} {'faust err':>10} {'f nnz':>8} {'ratio':>7}"
+        f"{'problem':<22} {'strategy':<12} {'wall':>7} {'cpu':>7} {'error':>9} "
+        f"{'nnz':>7} {'faust':>7} {'f cpu':>7} {'f error':>9} {'f nnz':>7} "
+        f"{'wall x':>6} {'cpu x':>6}"
     )
     with threadpool_limits(limits=1, user_api="blas"):
         for N in args.hadamard:
             A = hadamard(N)
             L = int(np.log2(N))
             mine = ours(A, [("rowcol", 2)] * L, "hierarchical", args.iters)
-            print(row(f"hadamard {N}", "hierarchical", mine, theirs_hadamard(A)))
+            other = theirs_hadamard(A) if N <= args.faust_max_hadamard else None
+            print(row(f"hadamard {N}", "hierarchical", mine, other), flush=True)
         rng = np.random.default_rng(0)
         for N in args.sparse:
             A = _random_sparse(rng, N, 4) @ _random_sparse(rng, N, 4)
@@ -149,7 +163,7 @@ def main():
             spec, res = [("splincol", 4)] * 3, [("splincol", 16)]
             mine = ours(A, spec, "hierarchical", args.iters, residuals=res)
             other = theirs(A, spec, "hierarchical", args.iters, res)
-            print(row(f"sparse-product {N}", "hierarchical", mine, other))
+            print(row(f"sparse-product {N}", "hierarchical", mine, other), flush=True)
         for shape in args.gaussian:
             m, n = (int(s) for s in shape.split("x"))
             A = rng.standard_normal((m, n))
@@ -159,7 +173,7 @@ def main():
                 res = [("splincol", k * k)]
                 mine = ours(A, spec, strategy, args.iters, residuals=res)
                 other = theirs(A, spec, strategy, args.iters, res)
-                print(row(f"gaussian {m}x{n} k={k}", strategy, mine, other))
+                print(row(f"gaussian {m}x{n} k={k}", strategy, mine, other), flush=True)
 
 
 if __name__ == "__main__":
