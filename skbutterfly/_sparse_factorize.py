@@ -367,12 +367,11 @@ def _default_residual(rest, shape):
         )
     if len(names) == 1 and names <= {"row", "col", "rowcol", "rowcol_and"}:
         name = names.pop()
-        # The union rule admits residuals with dense rows, and with them exact
-        # splits that no further factors of the family can continue.
-        name = "rowcol_and" if name == "rowcol" else name
         limit = {"row": shape[1], "col": shape[0]}.get(name, min(shape))
         k = min(limit, prod(c.k for c in rest))
-        return SparsityConstraint(name, k, normalized=normalized)
+        # The union rule admits residuals with dense rows, and with them exact
+        # splits that no further factors of the family can continue.
+        return _intersection_rule(SparsityConstraint(name, k, normalized=normalized))
     return SparsityConstraint("total", shape[0] * shape[1], normalized=normalized)
 
 
@@ -388,6 +387,15 @@ def _run_palm(A, constraints, shapes, init, random_state, options):
         A, factors, constraints, scale, fit_scale=fit_scale, label="palm", **options
     )
     return factors, scale, objective, n_iter, converged, (("palm", objective[-1]),)
+
+
+def _intersection_rule(constraint):
+    """``constraint`` with the union rule ``"rowcol"`` replaced by ``"rowcol_and"``."""
+    if constraint.name != "rowcol":
+        return constraint
+    return SparsityConstraint(
+        "rowcol_and", constraint.k, normalized=constraint.normalized
+    )
 
 
 def _split(target, pair, shape, options, label):
@@ -430,8 +438,15 @@ def _run_hierarchical(A, constraints, shapes, residuals, options):
     target = A
     for ell in range(J - 1):
         res = residuals[ell] if ell < J - 2 else constraints[-1]
+        # The last split, too, keeps the union rule out of its residual (the
+        # last factor); the global pass then applies the factor's own rule.
+        split_res = _intersection_rule(res)
         S, R, split_scale, error, n_iter, label = _split(
-            target, [constraints[ell], res], shapes[ell], options, f"split {ell + 1}"
+            target,
+            [constraints[ell], split_res],
+            shapes[ell],
+            options,
+            f"split {ell + 1}",
         )
         total += n_iter
         steps.append((label, error))
@@ -531,8 +546,10 @@ def sparse_factorize(
         ``tol`` times its value.
     init : {"identity", "random"}, SparseProduct, ButterflyMatrix or list, \
 default="identity"
-        Start of ``strategy="palm"``: ``"identity"`` (pyfaust's: the first
-        factor zero, the others the identity projected on their family),
+        Start of ``strategy="palm"`` (the hierarchical strategy starts every
+        split from the identity and warns when given another start):
+        ``"identity"`` (pyfaust's: the factor updated first, the last, zero;
+        the others the identity projected on their family),
         ``"random"`` (Gaussian factors projected on their families), or
         factors to warm start from (a :class:`ButterflyMatrix`'s
         permutation is absorbed into its last factor).
@@ -574,10 +591,14 @@ default="identity"
     The default residual family after splitting off :math:`S_\\ell` is that
     of :math:`S_{\\ell+1} \\cdots S_J`: the product of fixed supports for
     fixed supports; ``("row", k_{\\ell+1} \\cdots k_J)`` (clipped to the
-    size) when all remaining constraints are ``"row"`` (likewise ``"col"``,
-    ``"rowcol"``); unconstrained otherwise. For the Hadamard matrix of size
-    :math:`2^L` with :math:`L` factors ``("rowcol", 2)`` this is pyfaust's
-    ``ParamsHierarchicalWHT``.
+    size) when all remaining constraints are ``"row"`` (likewise ``"col"``);
+    the intersection rule ``"rowcol_and"`` with the product of the ``k`` when
+    they are ``"rowcol"`` or ``"rowcol_and"`` (the union rule would admit
+    residuals with dense rows, and with them exact splits that no further
+    factors of the family can continue); unconstrained otherwise. With it the
+    Hadamard matrix of size :math:`2^L` and :math:`L` factors
+    ``("rowcol", 2)`` is recovered to rounding error (pyfaust's
+    ``ParamsHierarchicalWHT`` uses ``splincol`` residuals).
 
     References
     ----------
