@@ -33,7 +33,10 @@ def _check_k(k, limit, what):
 
 def _row_mask(M, k):
     """Boolean mask of the ``k`` largest magnitudes of every row of ``M``."""
-    idx = np.argpartition(-np.abs(M), k - 1, axis=1)[:, :k]
+    # A stable sort breaks ties between equal magnitudes (every entry of a
+    # Hadamard matrix) by position, as pyfaust does; argpartition's choice
+    # among ties changes with the size, and exact recovery with it.
+    idx = np.argsort(-np.abs(M), axis=1, kind="stable")[:, :k]
     mask = np.zeros(M.shape, dtype=bool)
     np.put_along_axis(mask, idx, True, axis=1)
     return mask
@@ -52,7 +55,7 @@ def _row_and_col_mask(M, k):
 
 
 def _total_mask(M, k):
-    flat = np.argpartition(-np.abs(M).ravel(), k - 1)[:k]
+    flat = np.argsort(-np.abs(M).ravel(), kind="stable")[:k]
     mask = np.zeros(M.size, dtype=bool)
     mask[flat] = True
     return mask.reshape(M.shape)
