@@ -2,9 +2,10 @@
 
 Layer 2 (structures): pure functions on dense arrays. Each returns the
 nearest matrix (in Frobenius norm) of its family, ties between equal
-magnitudes broken arbitrarily, except :func:`project_row_col_k`, which is the
-union rule of pyfaust's ``splincol`` (not a projection onto a set; see its
-docstring). With ``normalized=True`` the result is scaled to unit Frobenius
+magnitudes broken in favour of the first positions (a stable sort, as in
+pyfaust), except :func:`project_row_col_k` and :func:`project_row_and_col_k`,
+the union and intersection rules (not projections onto their sets; see their
+docstrings). With ``normalized=True`` the result is scaled to unit Frobenius
 norm, which is the projection onto the family intersected with the unit
 sphere for every family here that is a union of coordinate subspaces
 (row-k, column-k, total-k, fixed support).
