@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from skbutterfly._fsmf import fixed_support_factorize
+from skbutterfly._progress import Progress
 from skbutterfly._projections import SparsityConstraint, as_constraint
 from skbutterfly._sparse_product import SparseProduct
 from skbutterfly._support_analysis import SupportAnalysis, analyze_supports
@@ -178,7 +179,7 @@ def _best_scale(A, P, scale):
 # ----------------------------------------------------------------------------
 
 
-def _palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, verbose, label):
+def _palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, label):
     """PALM sweeps over all factors; see :func:`sparse_factorize`.
 
     Each block step is ``S <- proj(S - grad / (gamma L))`` with
@@ -236,11 +237,11 @@ def _palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, verbose, 
             if f_new <= f:
                 scale, E, f = new_scale, E_new, f_new
         objective.append(np.sqrt(f) / norm_a if norm_a > 0 else np.sqrt(f))
-        if verbose > 1:
-            print(f"[{label}] iteration {n_iter}, relative error {objective[-1]:.3e}")
+        progress(f"{label}: sweep {n_iter}, relative error {objective[-1]:.3e}", 2)
         if f <= floor or f_start - f <= tol * f_start:
             converged = True
             break
+    progress(f"{label}: relative error {objective[-1]:.3e} after {n_iter} sweeps")
     return factors, scale, np.array(objective), n_iter, converged
 
 
@@ -558,7 +559,8 @@ default="identity"
     random_state : int, RandomState instance or None, default=None
         Seed of ``init="random"``.
     verbose : int, default=0
-        1: one line per run; 2: one line per sweep.
+        1: one line per PALM run (each split and global pass) and for the
+        exact step; 2: also one line per sweep.
 
     Returns
     -------
@@ -631,7 +633,8 @@ default="identity"
         raise ValueError(f"tol must be a finite number >= 0, got tol={tol!r}.")
     constraints, shapes = _check_constraints(constraints, A.shape, inner_dims)
     J = len(constraints)
-    options = {"max_iter": max_iter, "tol": tol, "verbose": verbose}
+    progress = Progress("sparse_factorize", verbose)
+    options = {"max_iter": max_iter, "tol": tol, "progress": progress}
     if strategy == "hierarchical" and J > 1:
         residuals = _residual_constraints(residual_constraints, constraints, shapes, A)
         _start(A, init, constraints, shapes, random_state)  # validates init
@@ -668,13 +671,11 @@ default="identity"
             exact_relative_error = exact_error / norm_a if norm_a > 0 else exact_error
             certified = True
             steps = (*steps, ("exact", exact_relative_error))
+            progress(f"exact coefficients: relative error {exact_relative_error:.3e}")
             factors = exact
     product = SparseProduct(factors)
     error = float(np.linalg.norm(A - product.toarray()))
     relative_error = error / norm_a if norm_a > 0 else 0.0
-    if verbose:
-        for name, value in steps:
-            print(f"[sparse_factorize] {name}: relative error {value:.3e}")
     info = SparseFactorizationInfo(
         strategy=strategy,
         n_iter=n_iter,

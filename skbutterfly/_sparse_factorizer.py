@@ -17,11 +17,18 @@ from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._base import BaseFactorizer
 from skbutterfly._formats import round_to_format
+from skbutterfly._progress import Progress
 from skbutterfly._projections import CONSTRAINT_NAMES
 from skbutterfly._quantize import quantize_factors
 from skbutterfly._sparse_factorize import STRATEGIES, sparse_factorize
 from skbutterfly._sparse_product import SparseProduct
 from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._warnings import warn_if_poor_fit
+
+POOR_FIT_HINT = (
+    "try more nonzeros (k), more or fewer factors (n_factors), or the truncated "
+    "SVD for a nearly low-rank matrix; see 'Choosing a model' in the user guide."
+)
 
 
 def _quantized_product(P, fmt, method, heuristic, n_jobs):
@@ -212,11 +219,16 @@ default="rowcol"
         self.n_factors_ = self.product_.n_factors
         self._set_errors(X, self.info_.error)
         self.n_iter_ = self.info_.n_iter
-        if self.verbose:
-            print(
-                f"[SparseFactorizer] {self.n_factors_} factors, nnz="
-                f"{self.product_.nnz}, relative error {self.relative_error_:.3e}"
-            )
+        Progress("SparseFactorizer", self.verbose)(
+            f"{self.n_factors_} factors, nnz={self.product_.nnz}, relative error "
+            f"{self.relative_error_:.3e}"
+        )
+        warn_if_poor_fit(
+            self.relative_error_,
+            self.product_.nnz,
+            X.shape[0] * X.shape[1],
+            POOR_FIT_HINT,
+        )
         return self
 
     def transform(self, X):
@@ -280,7 +292,7 @@ default="rowcol"
             )
         return float(np.linalg.norm(X - self.product_.toarray()))
 
-    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs):
+    def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
         quantized.product_ = _quantized_product(
             self.product_, fmt, method, heuristic, n_jobs
