@@ -29,9 +29,21 @@ from skbutterfly._permutations import (
     standard_permutation,
     standard_permutations,
 )
+from skbutterfly._projections import (
+    SparsityConstraint,
+    project_col_k,
+    project_row_and_col_k,
+    project_row_col_k,
+    project_row_k,
+    project_support,
+    project_total_k,
+)
 from skbutterfly._quantize import quantize_butterfly, quantize_factors
 from skbutterfly._quantize_rank_one import quantize_rank_one
 from skbutterfly._quantized_butterfly import QuantizedButterfly
+from skbutterfly._sparse_factorize import SparseFactorizationInfo, sparse_factorize
+from skbutterfly._sparse_factorizer import SparseFactorizer
+from skbutterfly._sparse_product import SparseProduct
 from skbutterfly._support_analysis import SupportAnalysis, analyze_supports
 from skbutterfly._supports import (
     block_diagonal_support,
@@ -56,6 +68,10 @@ __all__ = [
     "Pattern",
     "PoorFitWarning",
     "QuantizedButterfly",
+    "SparseFactorizationInfo",
+    "SparseFactorizer",
+    "SparseProduct",
+    "SparsityConstraint",
     "SupportAnalysis",
     "analyze_supports",
     "architecture",
@@ -69,10 +85,17 @@ __all__ = [
     "fuse_patterns",
     "load",
     "lower_triangular_support",
+    "project_col_k",
+    "project_row_and_col_k",
+    "project_row_col_k",
+    "project_row_k",
+    "project_support",
+    "project_total_k",
     "quantize_butterfly",
     "quantize_factors",
     "quantize_rank_one",
     "round_to_format",
+    "sparse_factorize",
     "standard_permutation",
     "standard_permutations",
     "storage_bits",

@@ -33,6 +33,15 @@ def save(B, path) -> None:
         arrays[f"factor_{i}"] = K
     if B.perm is not None:
         arrays["perm"] = B.perm
+    write_npz(path, arrays)
+
+
+def write_npz(path, arrays) -> None:
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically.
+
+    The file is written to a temporary name beside ``path`` and renamed, so an
+    interrupted save never leaves a half-written file.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")

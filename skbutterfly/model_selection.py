@@ -56,8 +56,8 @@ def _factorizer(estimator):
     inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
     if not isinstance(inner, BaseFactorizer):
         raise TypeError(
-            "the scorer needs a fitted ButterflyFactorizer, FixedSupportFactorizer or "
-            f"QuantizedButterfly, got {type(inner).__name__}."
+            "the scorer needs a fitted ButterflyFactorizer, FixedSupportFactorizer, "
+            f"SparseFactorizer or QuantizedButterfly, got {type(inner).__name__}."
         )
     check_is_fitted(inner)
     return inner

@@ -24,11 +24,13 @@ from skbutterfly import (
     ButterflyFactorizer,
     FixedSupportFactorizer,
     QuantizedButterfly,
+    SparseFactorizer,
 )
 
 ESTIMATORS = [
     ButterflyFactorizer(),
     FixedSupportFactorizer(),
+    SparseFactorizer(),
     QuantizedButterfly(ButterflyFactorizer()),
     QuantizedButterfly(FixedSupportFactorizer()),
     ButterflyDictionaryLearning(max_iter=2, tol=0, random_state=0),
@@ -109,6 +111,8 @@ def _matrix(estimator, dtype=np.float64):
 def _approximation(estimator):
     if hasattr(estimator, "butterfly_"):
         return estimator.butterfly_.toarray()
+    if hasattr(estimator, "product_"):
+        return estimator.product_.toarray()
     return estimator.W_ @ estimator.components_
 
 

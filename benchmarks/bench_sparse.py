@@ -1,0 +1,180 @@
+"""Sparse factorization with unknown supports: ours against pyfaust, side by side.
+
+Problems (the same matrix, constraints and iteration budget for both):
+
+* ``hadamard``: the Hadamard matrix of size N with log2(N) factors of 2
+  nonzeros per row and column (``splincol``), hierarchical strategy. pyfaust:
+  ``hierarchical(H, "hadamard")`` (its ``ParamsHierarchicalWHT``, 30
+  iterations per run, residuals ``splincol``). Ours:
+  ``sparse_factorize(H, [("rowcol", 2)] * L, max_iter=30)`` with its
+  default residuals (the intersection rule ``rowcol_and``).
+* ``sparse-product``: a product of 3 random N x N factors with 4 nonzeros per
+  row and column (each a sum of 4 random permutation matrices with Gaussian
+  values), 3 factors ``splincol`` 4, residual ``splincol`` 16, hierarchical.
+* ``gaussian``: an m x n Gaussian matrix, 3 factors ``splincol`` k with
+  ``k = ceil(min(m, n) ** (1/3))``, PALM (``palm4msa``) and hierarchical.
+
+Both run in this process with BLAS limited to one thread (``threadpoolctl``;
+pyfaust's own C++ threads are not limited). Times are wall seconds of one run;
+on a shared machine wall times are noisy, and process CPU times (all
+threads) are printed beside them. "wall x" and "cpu x" are pyfaust's times
+over ours.
+pyfaust (a benchmark extra, ``pip install pyfaust``) is skipped when missing.
+
+Run: ``python benchmarks/bench_sparse.py [--hadamard 64 256 1024]
+[--sparse 128] [--gaussian 256x256 1024x512] [--iters 30]
+[--faust-max-hadamard 256]``.
+"""
+
+import argparse
+import time
+import warnings
+from math import ceil
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from skbutterfly import sparse_factorize
+from skbutterfly.datasets import hadamard
+
+
+def _random_sparse(rng, n, k):
+    S = np.zeros((n, n))
+    for _ in range(k):
+        S[np.arange(n), rng.permutation(n)] += rng.standard_normal(n)
+    return S
+
+
+def _relative(A, B):
+    return np.linalg.norm(A - B) / np.linalg.norm(A)
+
+
+def _timed(func):
+    """``((wall s, process CPU s of all threads), result)``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = func()
+    return (time.perf_counter() - wall, time.process_time() - cpu), out
+
+
+def ours(A, constraints, strategy, iters, residuals=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wall, (P, _) = _timed(
+            lambda: sparse_factorize(
+                A,
+                constraints,
+                strategy=strategy,
+                max_iter=iters,
+                residual_constraints=residuals,
+            )
+        )
+    return wall, _relative(A, P.toarray()), P.nnz
+
+
+def _pyfaust():
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pyfaust.fact
+            import pyfaust.factparams
+    except ImportError:
+        return None
+    return pyfaust
+
+
+def theirs(A, spec, strategy, iters, residual_spec=None):
+    """pyfaust with ``spec`` = [(name, k)] per factor; ``None`` when missing."""
+    pyfaust = _pyfaust()
+    if pyfaust is None:
+        return None
+    fp = pyfaust.factparams
+    m, n = A.shape
+    d = min(m, n)
+    shapes = [(m, d)] + [(d, d)] * (len(spec) - 2) + [(d, n)]
+    cons = [fp.ConstraintInt(name, s[0], s[1], k) for (name, k), s in zip(spec, shapes)]
+    stop = fp.StoppingCriterion(num_its=iters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if strategy == "palm":
+            params = fp.ParamsPalm4MSA(cons, stop, is_update_way_R2L=True)
+            wall, F = _timed(lambda: pyfaust.fact.palm4msa(A, params))
+        else:
+            res = [
+                fp.ConstraintInt(name, d, n, k)
+                for name, k in [*residual_spec, spec[-1]]
+            ]
+            params = fp.ParamsHierarchical(
+                cons[:-1], res, stop, stop, is_update_way_R2L=True
+            )
+            wall, F = _timed(lambda: pyfaust.fact.hierarchical(A, params))
+    return wall, _relative(A, F.toarray()), F.nnz_sum()
+
+
+def theirs_hadamard(A):
+    pyfaust = _pyfaust()
+    if pyfaust is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wall, F = _timed(lambda: pyfaust.fact.hierarchical(A, "hadamard"))
+    return wall, _relative(A, F.toarray()), F.nnz_sum()
+
+
+def row(problem, strategy, mine, other):
+    (t, c), e, nnz = mine
+    line = f"{problem:<22} {strategy:<12} {t:7.2f} {c:7.2f} {e:9.2e} {nnz:7d}"
+    if other is None:
+        return line + "   (pyfaust not installed or skipped)"
+    (t2, c2), e2, nnz2 = other
+    return line + (
+        f" {t2:7.2f} {c2:7.2f} {e2:9.2e} {nnz2:7d} {t2 / t:6.1f} {c2 / c:6.1f}"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hadamard", type=int, nargs="*", default=[64, 256])
+    parser.add_argument("--sparse", type=int, nargs="*", default=[128])
+    parser.add_argument("--gaussian", nargs="*", default=["256x256"])
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument(
+        "--faust-max-hadamard",
+        type=int,
+        default=256,
+        help="largest Hadamard size given to pyfaust (its time grows fast)",
+    )
+    args = parser.parse_args()
+    print(
+        f"{'problem':<22} {'strategy':<12} {'wall':>7} {'cpu':>7} {'error':>9} "
+        f"{'nnz':>7} {'faust':>7} {'f cpu':>7} {'f error':>9} {'f nnz':>7} "
+        f"{'wall x':>6} {'cpu x':>6}"
+    )
+    with threadpool_limits(limits=1, user_api="blas"):
+        for N in args.hadamard:
+            A = hadamard(N)
+            L = int(np.log2(N))
+            mine = ours(A, [("rowcol", 2)] * L, "hierarchical", args.iters)
+            other = theirs_hadamard(A) if N <= args.faust_max_hadamard else None
+            print(row(f"hadamard {N}", "hierarchical", mine, other), flush=True)
+        rng = np.random.default_rng(0)
+        for N in args.sparse:
+            A = _random_sparse(rng, N, 4) @ _random_sparse(rng, N, 4)
+            A = A @ _random_sparse(rng, N, 4)
+            spec, res = [("splincol", 4)] * 3, [("splincol", 16)]
+            mine = ours(A, spec, "hierarchical", args.iters, residuals=res)
+            other = theirs(A, spec, "hierarchical", args.iters, res)
+            print(row(f"sparse-product {N}", "hierarchical", mine, other), flush=True)
+        for shape in args.gaussian:
+            m, n = (int(s) for s in shape.split("x"))
+            A = rng.standard_normal((m, n))
+            k = ceil(round(min(m, n) ** (1 / 3), 9))
+            spec = [("splincol", k)] * 3
+            for strategy in ("palm", "hierarchical"):
+                res = [("splincol", k * k)]
+                mine = ours(A, spec, strategy, args.iters, residuals=res)
+                other = theirs(A, spec, strategy, args.iters, res)
+                print(row(f"gaussian {m}x{n} k={k}", strategy, mine, other), flush=True)
+
+
+if __name__ == "__main__":
+    main()
