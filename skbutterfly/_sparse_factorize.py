@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from skbutterfly._fsmf import fixed_support_factorize
+from skbutterfly._palm import best_scale, chain_product, palm, to_dense
 from skbutterfly._progress import Progress
 from skbutterfly._projections import SparsityConstraint, as_constraint
 from skbutterfly._sparse_product import SparseProduct
@@ -28,18 +29,6 @@ from skbutterfly._support_analysis import SupportAnalysis, analyze_supports
 from skbutterfly._validation import check_matrix, check_positive_int
 
 STRATEGIES = ("palm", "hierarchical")
-# Step sizes are 1 / (_GAMMA * L) with L the Lipschitz constant of the block.
-_GAMMA = 1.001
-# Power iterations per Lipschitz estimate (warm started across sweeps).
-_POWER_ITER = 3
-# Halvings of a step that increased the objective before the block is kept.
-_MAX_BACKTRACK = 8
-# Factors denser than this are kept as ndarrays (BLAS products), others as CSR.
-_DENSE_FILL = 0.1
-# ... and so are small factors, where sparse overheads dominate.
-_DENSE_SIZE = 128 * 128
-# A run stops once the error is this many rounding units of ||A||_F.
-_FLOOR = 100
 
 
 @dataclass
@@ -106,143 +95,6 @@ class SparseFactorizationInfo:
     scale: float
     objective: np.ndarray = field(repr=False)
     steps: tuple
-
-
-# ----------------------------------------------------------------------------
-# Chains of factors (ndarrays or CSR arrays)
-# ----------------------------------------------------------------------------
-
-
-def _store(S):
-    """A factor as CSR when it is large and sparse enough, else as an ndarray."""
-    S = np.asarray(S)
-    if S.size <= _DENSE_SIZE or np.count_nonzero(S) > _DENSE_FILL * S.size:
-        return S
-    return sp.csr_array(S)
-
-
-def _dense(S):
-    return S.toarray() if sp.issparse(S) else np.asarray(S)
-
-
-def _apply(factors, X):
-    """``F_1 ... F_k X`` (``X`` dense), right to left."""
-    for F in reversed(factors):
-        X = F @ X
-    return X
-
-
-def _apply_adjoint(factors, X):
-    """``(F_1 ... F_k)^H X``."""
-    for F in factors:
-        X = F.conj().T @ X
-    return X
-
-
-def _apply_right_adjoint(X, factors):
-    """``X (F_1 ... F_k)^H``."""
-    for F in reversed(factors):
-        X = X @ F.conj().T
-    return np.asarray(X)
-
-
-def _sq_norm_estimate(factors, v):
-    """Power-iteration estimate of ``||F_1 ... F_k||_2^2``, warm started at ``v``."""
-    if not factors:
-        return 1.0, v
-    value = 0.0
-    for _ in range(_POWER_ITER):
-        w = _apply_adjoint(factors, _apply(factors, v))
-        value = float(np.linalg.norm(w))
-        if value == 0:
-            return 0.0, v
-        v = w / value
-    return value, v
-
-
-def _product(factors, n, dtype):
-    return _apply(factors, np.eye(n, dtype=dtype))
-
-
-def _scaled_error(A, P, scale):
-    return scale * P - A
-
-
-def _best_scale(A, P, scale):
-    """The real ``lambda`` minimising ``||A - lambda P||_F`` (``scale`` if P = 0)."""
-    p2 = float(np.vdot(P, P).real)
-    return float(np.vdot(P, A).real) / p2 if p2 > 0 else scale
-
-
-# ----------------------------------------------------------------------------
-# PALM
-# ----------------------------------------------------------------------------
-
-
-def _palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, label):
-    """PALM sweeps over all factors; see :func:`sparse_factorize`.
-
-    Each block step is ``S <- proj(S - grad / (gamma L))`` with
-    ``L = lambda^2 ||left||_2^2 ||right||_2^2``, the Lipschitz constant of
-    the block's gradient; a step that would increase the objective (a power
-    iteration that underestimated ``L``, or the ``rowcol`` rule, which is not
-    a projection) is retried with half the step, so the objective never
-    increases. Returns ``factors, scale, objective, n_iter, converged``.
-    """
-    m, n = A.shape
-    dtype = A.dtype
-    norm_a = float(np.linalg.norm(A))
-    factors = [_store(_dense(F).astype(dtype, copy=False)) for F in factors]
-    J = len(factors)
-    rng = np.random.default_rng(0)
-    vec_left = [rng.standard_normal(F.shape[0]).astype(dtype) for F in factors]
-    vec_right = [rng.standard_normal(F.shape[1]).astype(dtype) for F in factors]
-    P = _product(factors, n, dtype)
-    if fit_scale:
-        scale = _best_scale(A, P, scale)
-    E = _scaled_error(A, P, scale)
-    f = float(np.vdot(E, E).real)
-    floor = (_FLOOR * np.finfo(dtype).eps * norm_a) ** 2
-    objective = [np.sqrt(f) / norm_a if norm_a > 0 else np.sqrt(f)]
-    converged = False
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        f_start = f
-        for j in range(J - 1, -1, -1):
-            left, right = factors[:j], factors[j + 1 :]
-            G = scale * _apply_right_adjoint(_apply_adjoint(left, E), right)
-            sq_left, vec_left[j] = _sq_norm_estimate(left, vec_left[j])
-            sq_right, vec_right[j] = _sq_norm_estimate(
-                [F.conj().T for F in reversed(right)], vec_right[j]
-            )
-            lipschitz = scale**2 * sq_left * sq_right
-            if lipschitz == 0:
-                continue
-            S_old = _dense(factors[j])
-            R = _product(right, n, dtype)
-            step = 1.0 / (_GAMMA * lipschitz)
-            for _ in range(_MAX_BACKTRACK):
-                S_new = constraints[j].project(S_old - step * G)
-                E_new = E + scale * _apply(left, _store(S_new - S_old) @ R)
-                f_new = float(np.vdot(E_new, E_new).real)
-                if f_new <= f:
-                    factors[j], E, f = _store(S_new), E_new, f_new
-                    break
-                step /= 2
-        if fit_scale:
-            P = _product(factors, n, dtype)
-            new_scale = _best_scale(A, P, scale)
-            E_new = _scaled_error(A, P, new_scale)
-            f_new = float(np.vdot(E_new, E_new).real)
-            if f_new <= f:
-                scale, E, f = new_scale, E_new, f_new
-        objective.append(np.sqrt(f) / norm_a if norm_a > 0 else np.sqrt(f))
-        progress(f"{label}: sweep {n_iter}, relative error {objective[-1]:.3e}", 2)
-        if f <= floor or f_start - f <= tol * f_start:
-            converged = True
-            break
-    progress(f"{label}: relative error {objective[-1]:.3e} after {n_iter} sweeps")
-    return factors, scale, np.array(objective), n_iter, converged
 
 
 # ----------------------------------------------------------------------------
@@ -318,8 +170,8 @@ def _start(A, init, constraints, shapes, random_state):
                 c.project(rng.standard_normal(s).astype(dtype) / np.sqrt(s[0]))
                 for c, s in zip(constraints, shapes)
             ]
-            P = _product(factors, A.shape[1], dtype)
-            return factors, _best_scale(A, P, 1.0)
+            P = chain_product(factors, A.shape[1], dtype)
+            return factors, best_scale(A, P, 1.0)
         raise ValueError(
             "init must be 'identity', 'random', a SparseProduct, a "
             f"ButterflyMatrix or a list of factors, got init={init!r}."
@@ -332,7 +184,7 @@ def _start(A, init, constraints, shapes, random_state):
             f"got shapes {got}."
         )
     return [
-        check_matrix(_dense(F), name="init factor").astype(dtype) for F in factors
+        check_matrix(to_dense(F), name="init factor").astype(dtype) for F in factors
     ], 1.0
 
 
@@ -384,7 +236,7 @@ def _default_residual(rest, shape):
 def _run_palm(A, constraints, shapes, init, random_state, options):
     factors, scale = _start(A, init, constraints, shapes, random_state)
     fit_scale = any(c.normalized for c in constraints)
-    factors, scale, objective, n_iter, converged = _palm(
+    factors, scale, objective, n_iter, converged = palm(
         A, factors, constraints, scale, fit_scale=fit_scale, label="palm", **options
     )
     return factors, scale, objective, n_iter, converged, (("palm", objective[-1]),)
@@ -420,7 +272,7 @@ def _split(target, pair, shape, options, label):
         _identity_start(pair[0], shape, dtype),
         np.zeros((shape[1], target.shape[1]), dtype=dtype),
     ]
-    (S, T), scale, objective, n_iter, _ = _palm(
+    (S, T), scale, objective, n_iter, _ = palm(
         target,
         start,
         pair,
@@ -452,7 +304,7 @@ def _run_hierarchical(A, constraints, shapes, residuals, options):
         total += n_iter
         steps.append((label, error))
         group = [*constraints[: ell + 1], res]
-        factors, scale, objective, n_iter, converged = _palm(
+        factors, scale, objective, n_iter, converged = palm(
             A,
             [*left, S, R],
             group,
@@ -463,13 +315,13 @@ def _run_hierarchical(A, constraints, shapes, residuals, options):
         )
         total += n_iter
         steps.append((f"global {ell + 1}", objective[-1]))
-        left, target = factors[:-1], _dense(factors[-1])
+        left, target = factors[:-1], to_dense(factors[-1])
     return [*left, factors[-1]], scale, objective, total, converged, tuple(steps)
 
 
 def _exact_step(A, factors):
     """Exact coefficients on the two found supports, when tractable."""
-    S_W, S_H = _dense(factors[0]) != 0, _dense(factors[1]) != 0
+    S_W, S_H = to_dense(factors[0]) != 0, to_dense(factors[1]) != 0
     analysis = analyze_supports(S_W, S_H)
     if not analysis.tractable:
         return None, analysis
@@ -659,7 +511,7 @@ default="identity"
             ConvergenceWarning,
             stacklevel=2,
         )
-    factors = [_dense(F) for F in factors]
+    factors = [to_dense(F) for F in factors]
     factors[0] = factors[0] * scale
     palm_relative_error = float(objective[-1])
     norm_a = float(np.linalg.norm(A))
