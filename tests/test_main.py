@@ -195,7 +195,7 @@ def test_significand_bits_matches_a_direct_count():
         (
             ["factorize", "x.npy", "--out", "o.npz", "--permutation", "bitrev"],
             2,
-            "--permutation: expected one of none, bit-reversal, default-8, 000",
+            "--permutation: expected one of none, bit-reversal, default-8, auto",
         ),
     ],
 )
