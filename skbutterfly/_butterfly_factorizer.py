@@ -27,9 +27,9 @@ from skbutterfly._warnings import warn_if_poor_fit
 
 # What usually helps a poor butterfly fit (user guide, "Choosing a model").
 POOR_FIT_HINT = (
-    "try a larger rank, a permutation ('bit-reversal', 'default-8'), fewer "
-    "factors, or n_factors=1 (the dense matrix); see 'Choosing a model' in the "
-    "user guide."
+    "try a larger rank, permutations (permutation='auto', "
+    "row_permutation='auto'), fewer factors, or n_factors=1 (the dense "
+    "matrix); see 'Choosing a model' and 'Orderings' in the user guide."
 )
 
 
