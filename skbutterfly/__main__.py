@@ -48,7 +48,14 @@ from skbutterfly.datasets import add_noise, dft, random_butterfly
 # takes about a second or more: the factorizer then prints its progress.
 _LARGE_WORK = 2**20
 
-_PERMUTATION_NAMES = ("none", "bit-reversal", "default-8", *STANDARD_CODES)
+_PERMUTATION_NAMES = (
+    "none",
+    "bit-reversal",
+    "default-8",
+    "auto",
+    "learn",
+    *STANDARD_CODES,
+)
 
 
 class _CommandError(Exception):
@@ -337,20 +344,35 @@ def _read_permutation(path):
     return perm
 
 
+def _permutation_option(value):
+    """``None`` for ``"none"``, the array of a ``.npy`` file, else the name."""
+    if value == "none":
+        return None
+    if value.endswith(".npy"):
+        return _read_permutation(value)
+    return value
+
+
 def _factorize(args):
     A = _read_matrix(args.input)
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise _CommandError(f"cannot write {args.out!r}: no directory {out_dir!r}.")
-    permutation = args.permutation
-    if permutation == "none":
-        permutation = None
-    elif permutation.endswith(".npy"):
-        permutation = _read_permutation(permutation)
+    permutation = _permutation_option(args.permutation)
+    row_permutation = _permutation_option(args.row_permutation)
     try:
         # Everything that depends on the matrix, checked before the work.
         arch = architecture(A.shape, n_factors=args.n_factors, rank=args.rank)
-        n_candidates = len(permutation_candidates(permutation, arch.padded_shape[1]))
+        n_candidates = 1
+        for spec, size, name in (
+            (row_permutation, arch.padded_shape[0], "row_permutation"),
+            (permutation, arch.padded_shape[1], "permutation"),
+        ):
+            if isinstance(spec, str) and spec in ("auto", "learn"):
+                # "auto" factorizes its best three pairs, "learn" one.
+                n_candidates *= 3 if spec == "auto" else 1
+            else:
+                n_candidates *= len(permutation_candidates(spec, size, name))
     except (TypeError, ValueError) as exc:
         raise _CommandError(str(exc).splitlines()[0]) from None
     m, n = A.shape
@@ -360,7 +382,9 @@ def _factorize(args):
         rank=args.rank,
         tree=args.tree,
         permutation=permutation,
+        row_permutation=row_permutation,
         n_jobs=args.n_jobs,
+        random_state=0,
         verbose=int(A.size * n_candidates >= _LARGE_WORK),
     )
     with warnings.catch_warnings():
@@ -420,6 +444,7 @@ def _info(args):
         rows, cols = p.shape
         print(f"  F_{i}: pattern {tuple(p)}, {rows} x {cols}, nnz {K.size}")
     print(f"permutation: {_permutation_name(B.perm)}")
+    print(f"row permutation: {_permutation_name(B.row_perm)}")
     if B.padded_shape != B.shape:
         print(f"padded shape: {B.padded_shape[0]} x {B.padded_shape[1]}")
     bits = native_bits(B.nnz, B.dtype)
@@ -526,7 +551,17 @@ def _parser():
         metavar="P",
         help="column permutation: none (default), bit-reversal (the DFT), "
         f"one of the standard codes {', '.join(STANDARD_CODES)}, default-8 "
-        "(tries the eight codes, keeps the best) or an index file ending in .npy",
+        "(tries the eight codes, keeps the best), auto (searches rows and "
+        "columns), learn (recovers shuffled orderings) or an index file ending "
+        "in .npy",
+    )
+    fact.add_argument(
+        "--row-permutation",
+        type=_permutation,
+        default="none",
+        metavar="P",
+        help="row permutation, the same choices (the factors approximate "
+        "A[row_perm][:, perm])",
     )
     fact.add_argument(
         "--precision",

@@ -27,18 +27,20 @@ from skbutterfly._warnings import warn_if_poor_fit
 
 # What usually helps a poor butterfly fit (user guide, "Choosing a model").
 POOR_FIT_HINT = (
-    "try a larger rank, a permutation ('bit-reversal', 'default-8'), fewer "
-    "factors, or n_factors=1 (the dense matrix); see 'Choosing a model' in the "
-    "user guide."
+    "try a larger rank, permutations (permutation='auto', "
+    "row_permutation='auto'), fewer factors, or n_factors=1 (the dense "
+    "matrix); see 'Choosing a model' and 'Orderings' in the user guide."
 )
 
 
 class ButterflyFactorizer(BaseFactorizer):
     """Approximate a matrix by a fast butterfly operator.
 
-    ``fit(X)`` finds sparse factors and a column permutation with
-    :math:`X \\approx \\hat X = F_1 F_2 \\cdots F_J P` by the hierarchical
-    algorithm (see :func:`butterfly_factorize`). The rows of ``X`` are the
+    ``fit(X)`` finds sparse factors and row and column permutations with
+    :math:`X \\approx \\hat X = P_{\\mathrm{row}}^T F_1 F_2 \\cdots F_J
+    P_{\\mathrm{col}}` by the hierarchical algorithm (see
+    :func:`butterfly_factorize`): the factors approximate
+    ``X[row_permutation_][:, permutation_]``. The rows of ``X`` are the
     operator's outputs, its columns its inputs: ``transform`` applies the
     fitted operator to each sample (``Z @ X_hat.T``, correlations with the
     rows of ``X``) and ``inverse_transform`` synthesises (``C @ X_hat``), as
@@ -59,7 +61,10 @@ class ButterflyFactorizer(BaseFactorizer):
 default="balanced"
         Order of the splits, see :func:`butterfly_factorize`.
     permutation : None, str, array-like of int or list, default=None
-        Column permutation or candidates, see :func:`butterfly_factorize`.
+        Column permutation, candidates, ``"auto"`` or ``"learn"``, see
+        :func:`butterfly_factorize`.
+    row_permutation : None, str, array-like of int or list, default=None
+        Row permutation, the same choices, see :func:`butterfly_factorize`.
     orthonormalize : bool, default=True
         Orthonormalise before each split (error guarantee).
     padding : {"zeros", "raise"}, default="zeros"
@@ -69,6 +74,8 @@ default="balanced"
     verbose : int, default=0
         ``0`` is silent; from ``1``, one line per split (and per candidate
         permutation) with the elapsed time, then the fitted error.
+    random_state : int, RandomState instance or None, default=None
+        Seeds ``"auto"`` and ``"learn"`` (deterministic for a given seed).
 
     Attributes
     ----------
@@ -76,6 +83,11 @@ default="balanced"
         The fitted operator :math:`\\hat X`.
     n_factors_ : int
         Number of factors used.
+    permutation_ : ndarray of int of shape (n_in,)
+        The column permutation chosen (``n_in`` the padded number of
+        columns; the identity when none).
+    row_permutation_ : ndarray of int of shape (m_out,)
+        The row permutation chosen (``m_out`` the padded number of rows).
     reconstruction_err_ : float
         :math:`\\|X - \\hat X\\|_F`.
     relative_error_ : float
@@ -119,10 +131,12 @@ default="balanced"
         "rank": [Interval(Integral, 1, None, closed="left")],
         "tree": [StrOptions(set(TREES)), tuple, list, np.ndarray],
         "permutation": [None, str, list, tuple, np.ndarray],
+        "row_permutation": [None, str, list, tuple, np.ndarray],
         "orthonormalize": ["boolean"],
         "padding": [StrOptions(set(PADDINGS))],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -131,19 +145,23 @@ default="balanced"
         rank=1,
         tree="balanced",
         permutation=None,
+        row_permutation=None,
         orthonormalize=True,
         padding="zeros",
         n_jobs=None,
         verbose=0,
+        random_state=None,
     ):
         self.n_factors = n_factors
         self.rank = rank
         self.tree = tree
         self.permutation = permutation
+        self.row_permutation = row_permutation
         self.orthonormalize = orthonormalize
         self.padding = padding
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -178,18 +196,31 @@ default="balanced"
             self.tree,
             self.permutation,
             self.padding,
+            self.row_permutation,
         )
         self.butterfly_, error = factorize_with_error(
-            X, *plan, self.orthonormalize, self.n_jobs, verbose=self.verbose
+            X,
+            *plan,
+            self.orthonormalize,
+            self.n_jobs,
+            verbose=self.verbose,
+            random_state=self.random_state,
         )
-        self.n_factors_ = self.butterfly_.n_factors
+        B = self.butterfly_
+        self.n_factors_ = B.n_factors
+        self.permutation_ = np.arange(B.padded_shape[1]) if B.perm is None else B.perm
+        self.row_permutation_ = (
+            np.arange(B.padded_shape[0]) if B.row_perm is None else B.row_perm
+        )
         self._set_errors(X, error, None if source is None else source.sq_norm)
         progress(
             f"{self.n_factors_} factors, nnz={self.butterfly_.nnz}, relative "
             f"error {self.relative_error_:.3e}"
         )
         warn_if_poor_fit(
-            self.relative_error_, self.butterfly_.nnz, X.shape[0] * X.shape[1],
+            self.relative_error_,
+            self.butterfly_.nnz,
+            X.shape[0] * X.shape[1],
             POOR_FIT_HINT,
         )
         return self

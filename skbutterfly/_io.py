@@ -14,7 +14,9 @@ import numpy as np
 from skbutterfly._operator import ButterflyMatrix
 
 FILE_FORMAT = "skbutterfly.ButterflyMatrix"
-FILE_VERSION = 1
+# Version 2 adds the optional member ``row_perm`` (with ``has_row_perm``);
+# version 1 files (no row permutation) still load.
+FILE_VERSION = 2
 
 
 def save(B, path) -> None:
@@ -28,11 +30,14 @@ def save(B, path) -> None:
         "shape": np.array(B.shape, dtype=np.int64),
         "n_factors": np.array(B.n_factors),
         "has_perm": np.array(B.perm is not None),
+        "has_row_perm": np.array(B.row_perm is not None),
     }
     for i, K in enumerate(B.factors):
         arrays[f"factor_{i}"] = K
     if B.perm is not None:
         arrays["perm"] = B.perm
+    if B.row_perm is not None:
+        arrays["row_perm"] = B.row_perm
     write_npz(path, arrays)
 
 
@@ -59,6 +64,14 @@ def _scalar_int(value):
     if value.shape != () or value.dtype.kind not in "iu":
         raise ValueError(f"expected an integer scalar, got {value!r}")
     return int(value)
+
+
+def _scalar_bool(contents, key):
+    """The boolean held by the 0-d member ``key``, or ValueError."""
+    value = contents[key]
+    if value.shape != () or value.dtype != bool:
+        raise ValueError(f"{key} must be a boolean scalar")
+    return bool(value)
 
 
 def load(path) -> ButterflyMatrix:
@@ -121,9 +134,11 @@ def load(path) -> ButterflyMatrix:
     try:
         version = _scalar_int(contents["version"])
         n_factors = _scalar_int(contents["n_factors"])
-        has_perm = contents["has_perm"]
-        if has_perm.shape != () or has_perm.dtype != bool:
-            raise ValueError("has_perm must be a boolean scalar")
+        has_perm = _scalar_bool(contents, "has_perm")
+        # Absent from version 1 files: no row permutation.
+        has_row_perm = "has_row_perm" in contents and _scalar_bool(
+            contents, "has_row_perm"
+        )
         shape = contents["shape"]
         if shape.shape != (2,) or shape.dtype.kind not in "iu":
             raise ValueError(f"shape must hold two integers, got {shape!r}")
@@ -135,8 +150,12 @@ def load(path) -> ButterflyMatrix:
             )
         expected = {"format", "version", "shape", "n_factors", "has_perm"}
         expected |= {f"factor_{i}" for i in range(n_factors)}
+        if "has_row_perm" in contents:
+            expected.add("has_row_perm")
         if has_perm:
             expected.add("perm")
+        if has_row_perm:
+            expected.add("row_perm")
         if set(contents) != expected:
             raise ValueError(
                 f"members {sorted(set(contents))} differ from the expected "
@@ -151,7 +170,12 @@ def load(path) -> ButterflyMatrix:
             f"supported version {FILE_VERSION}; upgrade skbutterfly."
         )
     try:
-        return ButterflyMatrix(factors, perm=contents.get("perm"), shape=shape)
+        return ButterflyMatrix(
+            factors,
+            perm=contents.get("perm"),
+            shape=shape,
+            row_perm=contents.get("row_perm"),
+        )
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"cannot load {path!r}: inconsistent content ({exc})."

@@ -1,4 +1,4 @@
-"""The fitted operator: a product of Kronecker-sparse factors and a permutation."""
+"""The fitted operator: a product of Kronecker-sparse factors between permutations."""
 
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
@@ -58,6 +58,28 @@ def map_dask_chunks(func, X, shape, dtype, *, axis):
     dtype = np.result_type(X.dtype, dtype)
     meta = np.empty((0, 0), dtype)
     return X.map_blocks(func, chunks=tuple(chunks), dtype=dtype, meta=meta)
+
+
+def _scatter(Z, perm):
+    """``out`` with ``out[perm] = Z`` (``Z`` itself for ``perm=None``)."""
+    if perm is None:
+        return Z
+    out = np.empty_like(Z)
+    out[perm] = Z
+    return out
+
+
+def _selection(source, n, dtype):
+    """The ``(len(source), n)`` 0/1 matrix gathering ``x[source]`` (``< n`` only).
+
+    Row ``i`` picks entry ``source[i]`` of a vector of length ``n``; rows whose
+    source is ``n`` or more (padding) are zero.
+    """
+    keep = source < n
+    return sp.csr_array(
+        (np.ones(keep.sum(), dtype=dtype), (np.flatnonzero(keep), source[keep])),
+        shape=(len(source), n),
+    )
 
 
 class _CheckedOperator(LinearOperator):
@@ -146,12 +168,15 @@ class ButterflyMatrix(_CheckedOperator):
 
     The operator is
 
-    .. math:: B x = F_1 F_2 \\cdots F_J \\, (x[\\mathrm{perm}]),
+    .. math:: B = P_{\\mathrm{row}}^T F_1 F_2 \\cdots F_J P_{\\mathrm{col}},
+       \\qquad (B x)[\\mathrm{row\\_perm}] = F_1 F_2 \\cdots F_J \\,
+       (x[\\mathrm{perm}]),
 
     cropped to :attr:`shape`: the input is zero-padded to the factors' input
-    size, gathered by ``perm``, then multiplied by the factors, the last one
-    first; the first ``shape[0]`` rows are returned. The factors therefore
-    approximate ``A[:, perm]`` (of the padded matrix).
+    size, gathered by ``perm``, multiplied by the factors, the last one
+    first, then scattered by ``row_perm`` (output ``row_perm[i]`` receives
+    entry ``i``); the first ``shape[0]`` rows are returned. The factors
+    therefore approximate ``A[row_perm][:, perm]`` (of the padded matrix).
 
     Each factor is stored compactly as the 4-D array ``K`` of its pattern
     ``(a, b, c, d)`` (see :class:`Pattern`), so a product costs ``O(nnz)`` per
@@ -175,6 +200,10 @@ class ButterflyMatrix(_CheckedOperator):
     perm : array-like of int, default=None
         Permutation of ``range(n_in)`` (``n_in`` the last factor's number of
         columns) gathered from the (padded) input; ``None`` means identity.
+    row_perm : array-like of int, default=None
+        Permutation of ``range(m_out)`` (``m_out`` the first factor's number
+        of rows) by which the factors' output is scattered: output
+        ``row_perm[i]`` is the factors' entry ``i``; ``None`` means identity.
     shape : tuple of int, default=None
         Shape ``(m, n)`` of the operator, at most the factors' product shape
         (the rest is padding). ``None`` means the product shape.
@@ -186,7 +215,9 @@ class ButterflyMatrix(_CheckedOperator):
     patterns : tuple of Pattern
         The factors' patterns.
     perm : ndarray of int or None
-        The input permutation.
+        The input (column) permutation.
+    row_perm : ndarray of int or None
+        The output (row) permutation.
     padded_shape : tuple of int
         Shape of the product of the factors.
 
@@ -214,7 +245,7 @@ class ButterflyMatrix(_CheckedOperator):
     (16, 2)
     """
 
-    def __init__(self, factors, perm=None, shape=None):
+    def __init__(self, factors, perm=None, shape=None, row_perm=None):
         if isinstance(factors, np.ndarray) and factors.ndim == 4:
             factors = [factors]
         try:
@@ -248,9 +279,13 @@ class ButterflyMatrix(_CheckedOperator):
         if perm is not None:
             perm = check_permutation(perm, padded[1], name="perm").copy()
             perm.flags.writeable = False
+        if row_perm is not None:
+            row_perm = check_permutation(row_perm, padded[0], name="row_perm").copy()
+            row_perm.flags.writeable = False
         self.factors = tuple(stored)
         self.patterns = patterns
         self.perm = perm
+        self.row_perm = row_perm
         self.padded_shape = padded
         self._plans = {}
         super().__init__(dtype=dtype, shape=(m, n))
@@ -272,7 +307,8 @@ class ButterflyMatrix(_CheckedOperator):
         """Floating-point operations of one matrix-vector product, ``2 * nnz``.
 
         One multiplication and one addition per stored value (complex
-        operations counted as one each); the permutation and padding are free.
+        operations counted as one each); the permutations and padding are
+        free.
         """
         return 2 * self.nnz
 
@@ -280,7 +316,8 @@ class ButterflyMatrix(_CheckedOperator):
         return (
             f"<{self.shape[0]}x{self.shape[1]} ButterflyMatrix with dtype="
             f"{self.dtype}, {self.n_factors} factors, nnz={self.nnz}"
-            f"{', permuted' if self.perm is not None else ''}>"
+            f"{', permuted' if self.perm is not None else ''}"
+            f"{', rows permuted' if self.row_perm is not None else ''}>"
         )
 
     # -- products ----------------------------------------------------------
@@ -321,7 +358,7 @@ class ButterflyMatrix(_CheckedOperator):
             X = np.concatenate([X, np.zeros((n_in - n, X.shape[1]), X.dtype)])
         if self.perm is not None:
             X = X[self.perm]
-        return self._apply(False, X)[:m]
+        return _scatter(self._apply(False, X), self.row_perm)[:m]
 
     def _rmatmat(self, Y):
         Y = np.asarray(Y)
@@ -329,12 +366,9 @@ class ButterflyMatrix(_CheckedOperator):
         m_out = self.padded_shape[0]
         if m < m_out:
             Y = np.concatenate([Y, np.zeros((m_out - m, Y.shape[1]), Y.dtype)])
-        Z = self._apply(True, Y)
-        if self.perm is not None:
-            out = np.empty_like(Z)
-            out[self.perm] = Z
-            Z = out
-        return Z[:n]
+        if self.row_perm is not None:
+            Y = Y[self.row_perm]
+        return _scatter(self._apply(True, Y), self.perm)[:n]
 
     def _adjoint(self):
         return _AdjointButterfly(self, conjugate=True)
@@ -424,9 +458,11 @@ class ButterflyMatrix(_CheckedOperator):
         """The factors as ``scipy.sparse.csr_array``, left to right.
 
         The first factor's rows are cropped to ``shape[0]``; when the operator
-        has a permutation or pads its input, a last ``(n_in, n)`` 0/1 matrix
-        (gathering and padding) is appended, so that the product of the list
-        always equals :meth:`toarray`.
+        has a column permutation or pads its input, a last ``(n_in, n)`` 0/1
+        matrix (gathering and padding) is appended; when it has a row
+        permutation, a first ``(m, m_out)`` 0/1 matrix (scattering and
+        cropping) is prepended instead of cropping, so that the product of
+        the list always equals :meth:`toarray`.
 
         Returns
         -------
@@ -453,19 +489,14 @@ class ButterflyMatrix(_CheckedOperator):
                 )
             )
         m, n = self.shape
-        mats[0] = mats[0][:m]
+        if self.row_perm is None:
+            mats[0] = mats[0][:m]
+        else:
+            mats.insert(0, _selection(self.row_perm, m, self.dtype).T.tocsr())
         n_in = self.padded_shape[1]
         if self.perm is not None or n < n_in:
             source = np.arange(n_in) if self.perm is None else self.perm
-            keep = source < n
-            gather = sp.csr_array(
-                (
-                    np.ones(keep.sum(), dtype=self.dtype),
-                    (np.flatnonzero(keep), source[keep]),
-                ),
-                shape=(n_in, n),
-            )
-            mats.append(gather)
+            mats.append(_selection(source, n, self.dtype))
         return mats
 
     # -- persistence -------------------------------------------------------

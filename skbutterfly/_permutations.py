@@ -1,4 +1,4 @@
-"""Permutations of the columns used by butterfly factorizations."""
+"""Permutations of the rows and columns used by butterfly factorizations."""
 
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
@@ -132,8 +132,8 @@ def standard_permutations(n: int) -> dict:
     return {code: standard_permutation(n, code) for code in STANDARD_CODES}
 
 
-def permutation_candidates(permutation, n: int) -> list:
-    """Candidate column permutations of a factorization, validated.
+def permutation_candidates(permutation, n: int, name: str = "permutation") -> list:
+    """Candidate permutations of one side of a factorization, validated.
 
     Parameters
     ----------
@@ -142,7 +142,9 @@ def permutation_candidates(permutation, n: int) -> list:
         ``"111"`` (:func:`standard_permutation`), ``"default-8"`` (the eight
         codes), an index array, or a list or tuple of these.
     n : int
-        Number of (padded) columns.
+        Number of (padded) columns, or rows.
+    name : str, default="permutation"
+        Parameter named in error messages.
 
     Returns
     -------
@@ -160,9 +162,11 @@ def permutation_candidates(permutation, n: int) -> list:
     if isinstance(permutation, str) and permutation in ("default-8", "default_8"):
         return [standard_permutation(n, code) for code in STANDARD_CODES]
     if isinstance(permutation, (list, tuple)) and not permutation:
-        raise ValueError("permutation is an empty list of candidates.")
+        raise ValueError(f"{name} is an empty list of candidates.")
     if isinstance(permutation, (list, tuple)) and not _is_index_sequence(permutation):
-        return [p for item in permutation for p in permutation_candidates(item, n)]
+        return [
+            p for item in permutation for p in permutation_candidates(item, n, name)
+        ]
     if permutation is None:
         return [None]
     if isinstance(permutation, str):
@@ -171,11 +175,29 @@ def permutation_candidates(permutation, n: int) -> list:
         if permutation in STANDARD_CODES:
             return [standard_permutation(n, permutation)]
         raise ValueError(
-            "permutation must be None, 'bit-reversal', 'default-8', a code in "
-            f"{STANDARD_CODES}, an index array or a list of these, got "
-            f"{permutation!r}."
+            f"{name} must be None, 'bit-reversal', 'default-8', 'auto', "
+            f"'learn', a code in {STANDARD_CODES}, an index array or a list of "
+            f"these, got {permutation!r}."
         )
-    return [check_permutation(permutation, n, name="permutation")]
+    return [check_permutation(permutation, n, name=name)]
+
+
+def auto_candidates(n: int) -> list:
+    """The candidates of ``"auto"`` on a side of ``n`` (padded) entries.
+
+    The identity and, when ``n`` is a power of two (at least 4), the seven
+    other standard permutations (:func:`standard_permutations`; ``"001"``
+    is the bit reversal), in the order of their codes.
+
+    Examples
+    --------
+    >>> from skbutterfly._permutations import auto_candidates
+    >>> len(auto_candidates(16)), auto_candidates(6)
+    (8, [None])
+    """
+    if n < 4 or n & (n - 1):
+        return [None]
+    return [None, *(standard_permutation(n, code) for code in STANDARD_CODES[1:])]
 
 
 def _is_index_sequence(items):

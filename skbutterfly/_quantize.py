@@ -115,6 +115,7 @@ def quantize_factors(W, H, fmt, method: str = "exact", n_jobs=None):
 # Butterflies
 # ----------------------------------------------------------------------------
 
+
 def _pair_terms(K1, K2):
     """Rank-one terms of a chainable pair: ``X`` (T, b1), ``Y`` (T, c2).
 
@@ -276,7 +277,7 @@ def quantize_butterfly(
     Returns
     -------
     ButterflyMatrix
-        Same patterns, permutation and shape; every stored value is exactly
+        Same patterns, permutations and shape; every stored value is exactly
         representable in ``fmt`` (dtype kept when it can hold the format,
         float64 otherwise).
 
@@ -314,5 +315,8 @@ def quantize_butterfly(
     progress = Progress("quantize_butterfly", verbose)
     factors = combine(list(B.factors), fmt, method, n_jobs, progress)
     return ButterflyMatrix(
-        [K.astype(dtype) for K in factors], perm=B.perm, shape=B.shape
+        [K.astype(dtype) for K in factors],
+        perm=B.perm,
+        shape=B.shape,
+        row_perm=B.row_perm,
     )

@@ -23,8 +23,11 @@ from skbutterfly._validation import (
 __all__ = [
     "add_noise",
     "dft",
+    "fourier_integral_operator",
     "hadamard",
+    "legendre_transform",
     "lu_supports",
+    "nonuniform_dft",
     "random_butterfly",
     "rank_one_completion_instance",
     "spurious_valley_instance",
@@ -88,12 +91,103 @@ def dft(n: int, norm: str | None = None) -> np.ndarray:
     return scipy.linalg.dft(n, scale=None if norm is None else "sqrtn")
 
 
+def nonuniform_dft(n: int, *, random_state=None) -> np.ndarray:
+    """Non-uniform DFT ``exp(-2 pi i x_j k)`` at sorted random nodes.
+
+    Nodes ``x_j`` uniform in ``[0, 1)``, sorted (the natural, geometric
+    ordering of the rows), frequencies ``k = 0, ..., n - 1``. It has fast
+    butterfly algorithms, but only once its rows are reordered (bit reversal):
+    see :func:`~skbutterfly.butterfly_factorize`'s ``row_permutation``.
+
+    Parameters
+    ----------
+    n : int
+        Size.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the nodes.
+
+    Returns
+    -------
+    ndarray of shape (n, n), complex128
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly.datasets import nonuniform_dft
+    >>> A = nonuniform_dft(8, random_state=0)
+    >>> A.shape, bool(np.allclose(np.abs(A), 1))
+    ((8, 8), True)
+    """
+    n = check_positive_int(n, "n")
+    x = np.sort(check_random_state(random_state).uniform(0, 1, n))
+    return np.exp(-2j * np.pi * np.outer(x, np.arange(n)))
+
+
+def fourier_integral_operator(n: int) -> np.ndarray:
+    """A Fourier integral operator ``exp(2 pi i (x xi + c(x) |xi|))``.
+
+    On the grid ``x_j = j / n`` with frequencies ``xi = -n/2, ..., n/2 - 1``
+    and the smooth velocity ``c(x) = (2 + sin(2 pi x)) / 16``, as in the
+    butterfly literature (Candès, Demanet and Ying, 2009).
+
+    Parameters
+    ----------
+    n : int
+        Size (even).
+
+    Returns
+    -------
+    ndarray of shape (n, n), complex128
+
+    Examples
+    --------
+    >>> from skbutterfly.datasets import fourier_integral_operator
+    >>> fourier_integral_operator(4).shape
+    (4, 4)
+    """
+    n = check_positive_int(n, "n")
+    x = np.arange(n) / n
+    xi = np.arange(n) - n // 2
+    c = (2 + np.sin(2 * np.pi * x)) / 16
+    return np.exp(2j * np.pi * (np.outer(x, xi) + np.outer(c, np.abs(xi))))
+
+
+def legendre_transform(n: int) -> np.ndarray:
+    """Orthonormal Legendre polynomials at the Gauss-Legendre nodes.
+
+    ``A[j, k] = sqrt(w_j) sqrt(k + 1/2) P_k(x_j)`` for the ``n`` Gauss nodes
+    ``x_j`` (increasing) and weights ``w_j``: an orthogonal matrix.
+
+    Parameters
+    ----------
+    n : int
+        Size.
+
+    Returns
+    -------
+    ndarray of shape (n, n), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly.datasets import legendre_transform
+    >>> A = legendre_transform(16)
+    >>> bool(np.allclose(A.T @ A, np.eye(16)))
+    True
+    """
+    n = check_positive_int(n, "n")
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    V = np.polynomial.legendre.legvander(nodes, n - 1)
+    return np.sqrt(weights)[:, None] * V * np.sqrt(np.arange(n) + 0.5)
+
+
 def random_butterfly(
     shape,
     n_factors: int | None = None,
     rank: int = 1,
     *,
     permutation=None,
+    row_permutation=None,
     dtype=np.float64,
     random_state=None,
 ) -> ButterflyMatrix:
@@ -108,7 +202,9 @@ def random_butterfly(
     rank : int, default=1
         Block rank.
     permutation : array-like of int, default=None
-        Input permutation stored in the operator.
+        Input (column) permutation stored in the operator.
+    row_permutation : array-like of int, default=None
+        Output (row) permutation stored in the operator.
     dtype : dtype, default=numpy.float64
         float32, float64, complex64 or complex128 (complex values have
         independent real and imaginary parts of variance 1/2).
@@ -146,7 +242,13 @@ def random_butterfly(
         permutation = check_permutation(
             permutation, arch.padded_shape[1], name="permutation"
         )
-    return ButterflyMatrix(factors, perm=permutation, shape=arch.shape)
+    if row_permutation is not None:
+        row_permutation = check_permutation(
+            row_permutation, arch.padded_shape[0], name="row_permutation"
+        )
+    return ButterflyMatrix(
+        factors, perm=permutation, shape=arch.shape, row_perm=row_permutation
+    )
 
 
 def add_noise(A, level: float, *, random_state=None) -> np.ndarray:

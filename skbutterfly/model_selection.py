@@ -51,6 +51,7 @@ __all__ = [
     "snr_db",
 ]
 
+
 def _factorizer(estimator):
     """The fitted factorizer behind ``estimator`` (a ``FrozenEstimator`` unwrapped)."""
     inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
@@ -171,9 +172,10 @@ def neg_storage_bits(estimator, X=None, y=None) -> float:
     model stores each of its ``nnz`` values (the butterfly's ``nnz``, or the
     sizes of the two supports) in its dtype, so its storage is
     ``nnz * 8 * dtype.itemsize`` (64 bits per float64 value, 128 per
-    complex128 value). The permutation and the supports' structure are not
-    counted: they are described by a few integers. Negated so that higher is
-    better.
+    complex128 value). The supports' structure (a few integers) and the row
+    and column permutations (at most ``n log2(n)`` bits each for ``n``
+    indices, less than one value per index) are not counted. Negated so that
+    higher is better.
 
     Parameters
     ----------

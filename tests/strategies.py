@@ -54,13 +54,15 @@ def architectures(draw, max_side=24, max_rank=3):
 
 @st.composite
 def butterflies(draw, max_side=24, max_rank=3, dtypes=DTYPES):
-    """Random ``ButterflyMatrix`` on a drawn architecture, dtype and permutation."""
+    """Random ``ButterflyMatrix`` on a drawn architecture, dtype and permutations."""
     kwargs = draw(architectures(max_side, max_rank))
-    n_in = architecture(**kwargs).padded_shape[1]
+    m_out, n_in = architecture(**kwargs).padded_shape
     perm = draw(st.none() | st.permutations(range(n_in)).map(np.array))
+    row_perm = draw(st.none() | st.permutations(range(m_out)).map(np.array))
     return random_butterfly(
         **kwargs,
         permutation=perm,
+        row_permutation=row_perm,
         dtype=draw(st.sampled_from(dtypes)),
         random_state=draw(st.integers(0, 2**32 - 1)),
     )

@@ -118,3 +118,28 @@ def test_add_noise_has_the_requested_relative_level(shape, complex_, level, seed
 def test_add_noise_keeps_single_precision():
     A = np.ones((4, 4), dtype=np.float32)
     assert add_noise(A, 0.1, random_state=0).dtype == np.float32
+
+
+def test_transforms_with_a_geometric_ordering():
+    from scipy.special import eval_legendre
+
+    from skbutterfly.datasets import (
+        fourier_integral_operator,
+        legendre_transform,
+        nonuniform_dft,
+    )
+
+    A = legendre_transform(32)
+    np.testing.assert_allclose(A.T @ A, np.eye(32), atol=1e-12)
+    nodes, weights = np.polynomial.legendre.leggauss(32)
+    expected = np.sqrt(weights[3] * (5 + 0.5)) * eval_legendre(5, nodes[3])
+    assert np.isclose(A[3, 5], expected)
+    F = nonuniform_dft(16, random_state=0)
+    angles = -np.angle(F[:, 1]) / (2 * np.pi) % 1
+    assert np.all(np.diff(angles) > 0)  # sorted nodes in [0, 1)
+    np.testing.assert_allclose(F[:, 3], F[:, 1] ** 3)
+    np.testing.assert_array_equal(F, nonuniform_dft(16, random_state=0))
+    K = fourier_integral_operator(8)
+    x, xi = 3 / 8, 2 - 4
+    c = (2 + np.sin(2 * np.pi * x)) / 16
+    assert np.isclose(K[3, 2], np.exp(2j * np.pi * (x * xi + c * abs(xi))))

@@ -195,7 +195,7 @@ def test_significand_bits_matches_a_direct_count():
         (
             ["factorize", "x.npy", "--out", "o.npz", "--permutation", "bitrev"],
             2,
-            "--permutation: expected one of none, bit-reversal, default-8, 000",
+            "--permutation: expected one of none, bit-reversal, default-8, auto",
         ),
     ],
 )
@@ -341,3 +341,40 @@ def test_info_does_not_claim_full_precision_values_fit_a_small_format(tmp_path, 
     )
     assert "bits used by the values: 53" in line
     assert "bfloat16" not in line and "no low-precision preset" in line
+
+
+def test_factorize_with_row_permutations(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows, cols = rng.permutation(16), rng.permutation(16)
+    A = random_butterfly(16, random_state=0).toarray()
+    S = np.empty_like(A)
+    S[np.ix_(rows, cols)] = A
+    source, out = tmp_path / "s.npy", tmp_path / "s.npz"
+    row_file, col_file = tmp_path / "rows.npy", tmp_path / "cols.npy"
+    np.save(source, S)
+    np.save(row_file, rows)
+    np.save(col_file, cols)
+    argv = ["factorize", str(source), "--out", str(out)]
+    assert (
+        main(
+            [*argv, "--row-permutation", str(row_file), "--permutation", str(col_file)]
+        )
+        == 0
+    )
+    B = load(out)
+    np.testing.assert_array_equal(B.row_perm, rows)
+    np.testing.assert_allclose(B.toarray(), S, atol=1e-10)
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "row permutation: custom index array" in capsys.readouterr().out
+    # Learned from the matrix alone, and quantized with the permutations kept.
+    learn = ["--row-permutation", "learn", "--permutation", "learn"]
+    assert main([*argv, *learn, "--precision", "bfloat16"]) == 0
+    Q = load(out)
+    assert Q.row_perm is not None and Q.perm is not None
+    assert np.linalg.norm(Q.toarray() - S) <= 1e-2 * np.linalg.norm(S)
+    capsys.readouterr()
+    assert main([*argv, "--row-permutation", "sideways"]) == 2
+    assert "--row-permutation" in _one_line_error(capsys.readouterr().err)
+    assert main([*argv, "--row-permutation", str(tmp_path / "none.npy")]) == 1
+    assert "cannot read permutation" in _one_line_error(capsys.readouterr().err)

@@ -25,7 +25,10 @@ from skbutterfly.datasets import random_butterfly
 
 
 def reference_matrix(B, absolute=False):
-    """Dense matrix of B from its stored factors: F_1 ... F_J E[perm], cropped."""
+    """Dense matrix of B from its stored factors: E[row_perm]^T F_1 ... F_J E[perm].
+
+    Cropped to ``B.shape``.
+    """
     dense = [ks_to_dense(K.astype(np.complex128)) for K in B.factors]
     if absolute:
         dense = [np.abs(D) for D in dense]
@@ -33,7 +36,10 @@ def reference_matrix(B, absolute=False):
     gather = np.eye(B.padded_shape[1])[:, :n]
     if B.perm is not None:
         gather = gather[B.perm]
-    return (reduce(np.matmul, dense) @ gather)[:m]
+    scatter = np.eye(B.padded_shape[0])[:m]
+    if B.row_perm is not None:
+        scatter = np.eye(B.padded_shape[0])[B.row_perm].T[:m]
+    return scatter @ reduce(np.matmul, dense) @ gather
 
 
 def assert_close(actual, desired, bound, dtype):
@@ -258,10 +264,35 @@ def test_non_chainable_factors_raise():
         (["a"] * 8, TypeError, "integers"),
     ],
 )
-def test_invalid_permutations_raise(perm, error, match):
+@pytest.mark.parametrize("name", ["perm", "row_perm"])
+def test_invalid_permutations_raise(perm, error, match, name):
     factors = [np.ones(p) for p in architecture((8, 8))]
-    with pytest.raises(error, match=match):
-        ButterflyMatrix(factors, perm=perm)
+    with pytest.raises(error, match=f"^{name}.*{match}"):
+        ButterflyMatrix(factors, **{name: perm})
+
+
+def test_row_permutation_of_padded_output_has_the_padded_length():
+    # (5, 8) pads its rows to 8: row_perm permutes range(8), not range(5).
+    factors = [np.ones(p) for p in architecture((5, 8))]
+    with pytest.raises(ValueError, match=r"row_perm.*shape \(8,\)"):
+        ButterflyMatrix(factors, shape=(5, 8), row_perm=np.arange(5))
+    B = ButterflyMatrix(factors, shape=(5, 8), row_perm=np.arange(8)[::-1])
+    assert B.toarray().shape == (5, 8)
+
+
+def test_row_permutation_permutes_the_rows_of_the_dense_matrix():
+    rng = np.random.default_rng(0)
+    perm, row_perm = rng.permutation(16), rng.permutation(16)
+    plain = random_butterfly(16, rank=2, random_state=0)
+    B = random_butterfly(
+        16, rank=2, permutation=perm, row_permutation=row_perm, random_state=0
+    )
+    # The factors approximate A[row_perm][:, perm]: the one meaning.
+    np.testing.assert_allclose(B.toarray()[row_perm][:, perm], plain.toarray())
+    x = rng.standard_normal(16)
+    np.testing.assert_allclose(B @ x, B.toarray() @ x)
+    assert "rows permuted" in repr(B) and B.nnz == plain.nnz
+    assert B.flops == plain.flops
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -307,10 +338,18 @@ def test_factors_of_mixed_dtypes_share_the_result_type():
 @pytest.mark.parametrize("permuted", [False, True])
 def test_save_load_round_trip_is_bit_exact(tmp_path, dtype, permuted):
     shape = (10, 7)
-    n_in = architecture(shape, n_factors=3, rank=2).padded_shape[1]
-    perm = np.random.default_rng(1).permutation(n_in) if permuted else None
+    m_out, n_in = architecture(shape, n_factors=3, rank=2).padded_shape
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(n_in) if permuted else None
+    row_perm = rng.permutation(m_out) if permuted else None
     B = random_butterfly(
-        shape, n_factors=3, rank=2, permutation=perm, dtype=dtype, random_state=0
+        shape,
+        n_factors=3,
+        rank=2,
+        permutation=perm,
+        row_permutation=row_perm,
+        dtype=dtype,
+        random_state=0,
     )
     path = tmp_path / "b.npz"
     B.save(path)
@@ -322,10 +361,22 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, dtype, permuted):
         np.testing.assert_array_equal(K, L)
     if permuted:
         np.testing.assert_array_equal(C.perm, B.perm)
+        np.testing.assert_array_equal(C.row_perm, B.row_perm)
     else:
-        assert C.perm is None
+        assert C.perm is None and C.row_perm is None
     np.testing.assert_array_equal(C.toarray(), B.toarray())
     load(str(path))  # str paths too
+
+
+def test_files_written_before_row_permutations_still_load():
+    # Written by skbutterfly's file format version 1 (before row_perm).
+    data = os.path.join(os.path.dirname(__file__), "data")
+    B = load(os.path.join(data, "butterfly_v1_perm.npz"))
+    with np.load(os.path.join(data, "butterfly_v1_perm.npz")) as archive:
+        assert int(archive["version"]) == 1 and "row_perm" not in archive.files
+    assert B.row_perm is None and B.perm is not None
+    expected = np.load(os.path.join(data, "butterfly_v1_perm_dense.npy"))
+    np.testing.assert_array_equal(B.toarray(), expected)
 
 
 def _saved(tmp_path):

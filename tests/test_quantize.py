@@ -265,10 +265,17 @@ def test_pairwise_on_two_factors_is_optimal(shape, n_factors):
 @pytest.mark.parametrize("heuristic", ["rtn", "pairwise", "left-to-right"])
 @pytest.mark.parametrize("fmt", [4, 9, "float8_e5m2", "bfloat16"])
 def test_butterfly_values_are_representable(heuristic, fmt):
-    B = random_butterfly(32, random_state=0, permutation=np.arange(32)[::-1])
+    rows = np.random.default_rng(0).permutation(32)
+    B = random_butterfly(
+        32, random_state=0, permutation=np.arange(32)[::-1], row_permutation=rows
+    )
     Q = quantize_butterfly(B, fmt, heuristic=heuristic)
     assert [K.shape for K in Q.factors] == [K.shape for K in B.factors]
     np.testing.assert_array_equal(Q.perm, B.perm)
+    np.testing.assert_array_equal(Q.row_perm, B.row_perm)
+    # The permutations are applied around the quantized factors as around B's.
+    plain = ButterflyMatrix(Q.factors).toarray()
+    np.testing.assert_array_equal(Q.toarray()[rows][:, B.perm], plain)
     for K in Q.factors:
         np.testing.assert_array_equal(round_to_format(K, fmt), K)
 

@@ -1,0 +1,212 @@
+"""Row permutations in the factorization, "auto" and "learn" orderings.
+
+References: the dense matrix of each operator, and matrices built with known
+hidden permutations (random butterflies, DFT, Hadamard) shuffled here.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skbutterfly import (
+    ButterflyFactorizer,
+    bit_reversal_permutation,
+    butterfly_factorize,
+    standard_permutation,
+)
+from skbutterfly.datasets import dft, hadamard, random_butterfly
+
+
+def _relative_error(A, B):
+    return np.linalg.norm(B.toarray() - A) / np.linalg.norm(A)
+
+
+def _is_permutation(p, n):
+    return p is not None and np.array_equal(np.sort(p), np.arange(n))
+
+
+def _shuffled(A, seed):
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.permutation(A.shape[0]), rng.permutation(A.shape[1])
+    return A[rows][:, cols]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    L=st.integers(1, 6),
+    complex_=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_learn_recovers_shuffled_rank_one_butterflies(L, complex_, seed):
+    N = 2**L
+    dtype = np.complex128 if complex_ else np.float64
+    A = random_butterfly(N, dtype=dtype, random_state=seed).toarray()
+    S = _shuffled(A, seed)
+    B = butterfly_factorize(
+        S, permutation="learn", row_permutation="learn", random_state=seed
+    )
+    assert _relative_error(S, B) <= 1e-10
+    # The operator's one meaning: its factors are A[row_perm][:, perm].
+    plain = butterfly_factorize(S[B.row_perm][:, B.perm])
+    np.testing.assert_allclose(plain.toarray(), S[B.row_perm][:, B.perm], atol=1e-9)
+
+
+@pytest.mark.parametrize("N", [64, 256])
+@pytest.mark.parametrize("make", [dft, hadamard])
+def test_learn_recovers_shuffled_dft_and_hadamard(make, N):
+    S = _shuffled(make(N), N)
+    B = butterfly_factorize(
+        S, permutation="learn", row_permutation="learn", random_state=0
+    )
+    assert _relative_error(S, B) <= 1e-10
+
+
+def test_learn_one_side_with_the_other_given():
+    F = dft(64)
+    rows = np.random.default_rng(0).permutation(64)
+    S = F[rows]
+    # Columns known (bit reversal): only the rows are learned.
+    B = butterfly_factorize(S, permutation="bit-reversal", row_permutation="learn")
+    np.testing.assert_array_equal(B.perm, bit_reversal_permutation(64))
+    assert _relative_error(S, B) <= 1e-10
+    # Rows known: only the columns are learned.
+    A = random_butterfly(32, random_state=1).toarray()
+    cols = np.random.default_rng(1).permutation(32)
+    B = butterfly_factorize(A[:, cols], permutation="learn", row_permutation=None)
+    assert B.row_perm is None or np.array_equal(B.row_perm, np.arange(32))
+    assert _relative_error(A[:, cols], B) <= 1e-10
+
+
+def test_learn_is_deterministic_for_a_seed():
+    S = _shuffled(random_butterfly(64, random_state=0).toarray(), 0)
+    noisy = S + 0.3 * np.random.default_rng(0).standard_normal(S.shape)
+    runs = [
+        butterfly_factorize(
+            noisy, permutation="learn", row_permutation="learn", random_state=7
+        )
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(runs[0].perm, runs[1].perm)
+    np.testing.assert_array_equal(runs[0].row_perm, runs[1].row_perm)
+    np.testing.assert_array_equal(runs[0].toarray(), runs[1].toarray())
+
+
+@pytest.mark.parametrize(
+    "A",
+    [
+        np.random.default_rng(0).standard_normal((32, 32)),
+        np.zeros((16, 16)),
+        np.ones((16, 16)),
+        np.eye(16),
+        np.diag(np.r_[np.ones(8), np.zeros(8)]),
+        np.random.default_rng(1).standard_normal((20, 20)),  # padded to 32
+    ],
+    ids=["gaussian", "zeros", "ones", "identity", "half-zero", "padded"],
+)
+def test_learn_on_unstructured_input_returns_a_valid_operator(A):
+    B = butterfly_factorize(
+        A, permutation="learn", row_permutation="learn", random_state=0
+    )
+    M, N = B.padded_shape
+    assert _is_permutation(B.perm, N) and _is_permutation(B.row_perm, M)
+    dense = B.toarray()
+    assert dense.shape == A.shape and np.all(np.isfinite(dense))
+    est = ButterflyFactorizer(
+        permutation="learn", row_permutation="learn", random_state=0
+    ).fit(A)
+    assert np.isfinite(est.reconstruction_err_)
+    assert np.isclose(
+        est.reconstruction_err_, np.linalg.norm(A - est.butterfly_.toarray())
+    )
+
+
+def test_auto_recovers_standard_permutations_on_both_sides():
+    A = random_butterfly(64, random_state=0).toarray()
+    rows, cols = standard_permutation(64, "110"), standard_permutation(64, "011")
+    # A[rows][:, cols] is the butterfly: hide it by the inverse permutations.
+    S = np.empty_like(A)
+    S[np.ix_(rows, cols)] = A
+    assert _relative_error(S, butterfly_factorize(S)) > 0.1
+    B = butterfly_factorize(S, permutation="auto", row_permutation="auto")
+    assert _relative_error(S, B) <= 1e-10
+
+
+def test_auto_is_never_worse_than_the_identity_and_finds_row_bit_reversal():
+    # A non-uniform DFT with sorted nodes needs its rows bit-reversed.
+    rng = np.random.default_rng(0)
+    N = 64
+    x = np.sort(rng.uniform(0, 1, N))
+    A = np.exp(-2j * np.pi * np.outer(x, np.arange(N)))
+    plain = _relative_error(A, butterfly_factorize(A, rank=3))
+    by_hand = _relative_error(
+        A, butterfly_factorize(A, rank=3, row_permutation="bit-reversal")
+    )
+    B = butterfly_factorize(
+        A, rank=3, permutation="auto", row_permutation="auto", random_state=0
+    )
+    assert by_hand < 0.1 * plain
+    assert _relative_error(A, B) <= 1.01 * by_hand
+
+
+def test_row_candidates_are_combined_with_column_candidates():
+    A = random_butterfly(16, random_state=0).toarray()
+    rows = standard_permutation(16, "100")
+    S = np.empty_like(A)
+    S[rows] = A
+    B = butterfly_factorize(S, row_permutation=[None, "bit-reversal", "100"])
+    np.testing.assert_array_equal(B.row_perm, rows)
+    assert _relative_error(S, B) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.arange(15), r"row_permutation must have shape \(16,\)"),
+        (np.zeros(16, dtype=int), "row_permutation is not a permutation"),
+        ("reverse", "row_permutation must be None"),
+        ([], "row_permutation is an empty list"),
+    ],
+)
+def test_bad_row_permutation_is_refused_naming_it(bad, match):
+    with pytest.raises(ValueError, match=match):
+        butterfly_factorize(hadamard(16), row_permutation=bad)
+    with pytest.raises(ValueError, match=match):
+        ButterflyFactorizer(row_permutation=bad).fit(hadamard(16))
+
+
+def test_learn_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="square architecture"):
+        butterfly_factorize(np.ones((8, 16)), permutation="learn")
+    with pytest.raises(ValueError, match="row_permutation must be one permutation"):
+        butterfly_factorize(hadamard(8), permutation="learn", row_permutation="auto")
+
+
+def test_estimator_exposes_the_chosen_permutations():
+    S = _shuffled(hadamard(32), 3)
+    est = ButterflyFactorizer(
+        permutation="learn", row_permutation="learn", random_state=0
+    ).fit(S)
+    assert est.relative_error_ <= 1e-10
+    np.testing.assert_array_equal(est.permutation_, est.butterfly_.perm)
+    np.testing.assert_array_equal(est.row_permutation_, est.butterfly_.row_perm)
+    plain = ButterflyFactorizer().fit(S[est.row_permutation_][:, est.permutation_])
+    assert plain.relative_error_ <= 1e-10
+    identity = ButterflyFactorizer().fit(hadamard(8))
+    np.testing.assert_array_equal(identity.permutation_, np.arange(8))
+    np.testing.assert_array_equal(identity.row_permutation_, np.arange(8))
+
+
+def test_out_of_core_input_refuses_row_orderings(tmp_path):
+    A = np.lib.format.open_memmap(
+        tmp_path / "a.npy", mode="w+", dtype=np.float64, shape=(16, 16)
+    )
+    A[:] = hadamard(16)
+    with pytest.raises(ValueError, match="in-memory matrix"):
+        butterfly_factorize(A, row_permutation="bit-reversal")
+    with pytest.raises(ValueError, match="in-memory matrix"):
+        butterfly_factorize(A, permutation="learn", row_permutation="learn")
+    # Fixed column permutations still run by slabs.
+    B = butterfly_factorize(A, permutation="bit-reversal")
+    assert _relative_error(np.asarray(A), B) > 0.1
+    assert _relative_error(np.asarray(A), butterfly_factorize(A)) < 1e-12
