@@ -33,6 +33,13 @@ from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import permutation_candidates
 from skbutterfly._progress import Progress
+from skbutterfly._scaling import (
+    frobenius_norm,
+    ldexp_or_inf,
+    peak_exponent,
+    scale_pow2,
+    split_exponent,
+)
 from skbutterfly._slabs import (
     SlabSource,
     factor_job,
@@ -372,13 +379,16 @@ def _root_error(factors, root_blocks, split):
 def frobenius_error(A, B):
     """``||A - B||_F`` for a dense ``A`` and an operator, by column chunks."""
     m, n = A.shape
+    # At the scale of A brought near one (exact): no square under- or overflows.
+    exponent = peak_exponent(A)
     total = 0.0
     for lo in range(0, n, _ERROR_CHUNK):
         hi = min(n, lo + _ERROR_CHUNK)
         eye = np.zeros((n, hi - lo), dtype=B.dtype)
         eye[np.arange(lo, hi), np.arange(hi - lo)] = 1
-        total += float(np.linalg.norm(A[:, lo:hi] - B @ eye) ** 2)
-    return float(np.sqrt(total))
+        residual = scale_pow2(A[:, lo:hi], -exponent) - scale_pow2(B @ eye, -exponent)
+        total += frobenius_norm(residual) ** 2
+    return ldexp_or_inf(float(np.sqrt(total)), exponent)
 
 
 def butterfly_factorize(
@@ -580,6 +590,13 @@ def factorize_with_error(
         f"{A.shape[0]} x {A.shape[1]} matrix, {len(arch)} factors, rank "
         f"{arch.rank}, {len(candidates)} permutation candidate(s)"
     )
+    # Factorize A brought near one by a power of two (exact), errors at that
+    # scale; the power is shared out between the factors at the end. An
+    # out-of-core A is read slab by slab as it is (no extra pass).
+    exponent = 0
+    if not isinstance(A, SlabSource):
+        exponent = peak_exponent(A)
+        A = scale_pow2(A, -exponent)
     best, best_error = None, np.inf
     for k, perm in enumerate(candidates, start=1):
         factors, root_blocks = _factorize_chain(
@@ -593,22 +610,28 @@ def factorize_with_error(
             progress,
             working_memory,
         )
-        B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
         if not need_error:
-            return B, None
+            best = factors, perm
+            break
         if isinstance(A, SlabSource) and len(factors) > 1:
             error = _slab_error(
                 A, factors, arch.patterns, perm, order[0], working_memory, progress
             )
-        elif isinstance(A, SlabSource):
-            error = frobenius_error(A.toarray(), B)
-        elif padded:
-            error = frobenius_error(A, B)
+        elif isinstance(A, SlabSource) or padded:
+            dense = A.toarray() if isinstance(A, SlabSource) else A
+            error = frobenius_error(
+                dense, ButterflyMatrix(factors, perm=perm, shape=A.shape)
+            )
         else:
             error = _root_error(factors, root_blocks, order[0] if order else 0)
         del root_blocks
         if len(candidates) > 1:
-            progress(f"candidate {k}/{len(candidates)}: error {error:.3e}")
-        if error < best_error:
-            best, best_error = B, error
-    return best, best_error
+            shown = ldexp_or_inf(error, exponent)
+            progress(f"candidate {k}/{len(candidates)}: error {shown:.3e}")
+        if best is None or error < best_error:
+            best, best_error = (factors, perm), error
+    factors, perm = best
+    shares = split_exponent(exponent, len(factors))
+    factors = [scale_pow2(K, e) for K, e in zip(factors, shares)]
+    B = ButterflyMatrix(factors, perm=perm, shape=A.shape)
+    return B, (ldexp_or_inf(best_error, exponent) if need_error else None)

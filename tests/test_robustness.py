@@ -49,6 +49,7 @@ from skbutterfly import (
     upper_triangular_support,
 )
 from skbutterfly.datasets import add_noise, dft, hadamard, random_butterfly
+from skbutterfly.model_selection import neg_relative_error, snr_db
 
 # Hypothesis: deterministic, quick, no database (CI runs from a clean tree).
 FAST = settings(
@@ -416,6 +417,107 @@ def test_add_noise_of_huge_entries_is_finite_with_the_right_level():
     assert np.isfinite(noisy).all()
     level = np.linalg.norm((noisy - A) / 2.0**600) / np.linalg.norm(A / 2.0**600)
     assert level == pytest.approx(0.1, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# Extreme magnitudes: X * 2**k gives the errors of X, exactly reported
+# ----------------------------------------------------------------------------
+
+_BASE = np.random.default_rng(7).standard_normal((8, 8))
+
+
+def _true_relative_error(X, X_hat, k):
+    """Relative error of ``X_hat`` in float64, after exact rescaling by 2**-k."""
+    X = np.ldexp(np.asarray(X, dtype=np.float64), -k)
+    X_hat = np.ldexp(np.asarray(X_hat, dtype=np.float64), -k)
+    return np.linalg.norm(X - X_hat) / np.linalg.norm(X)
+
+
+def _reported(entry, X, rel=1e-9):
+    """``(reported relative error, dense approximation)`` of one entry point."""
+    if entry == "fixed_support_factorize":
+        W, H, info = fixed_support_factorize(X, np.ones((8, 2)), np.ones((2, 8)))
+        return info.relative_error, W @ H
+    if entry == "fixed_support_factorize-als":
+        W, H, info = fixed_support_factorize(
+            X,
+            lower_triangular_support((8, 8)),
+            upper_triangular_support((8, 8)),
+            method="als",
+            n_restarts=1,
+            max_iter=5,
+            random_state=0,
+        )
+        return info.relative_error, W @ H
+    est = {
+        "ButterflyFactorizer": ButterflyFactorizer(),
+        "FixedSupportFactorizer": FixedSupportFactorizer(
+            support_W="full", support_H="full", n_components=2
+        ),
+        "QuantizedButterfly": QuantizedButterfly(precision=4),
+    }[entry].fit(X)
+    X_hat = _fitted_dense(est)
+    reported = [est.relative_error_, -neg_relative_error(est, X)]
+    reported.append(10 ** (-snr_db(est, X) / 20))
+    if not isinstance(est, FixedSupportFactorizer):
+        reported.append(-est.score(X))
+    assert max(reported) == pytest.approx(min(reported), rel=rel), reported
+    return reported[0], X_hat
+
+
+MAGNITUDE_ENTRY_POINTS = [
+    "fixed_support_factorize",
+    "fixed_support_factorize-als",
+    "ButterflyFactorizer",
+    "FixedSupportFactorizer",
+    "QuantizedButterfly",
+]
+
+
+@pytest.mark.parametrize("entry", MAGNITUDE_ENTRY_POINTS)
+@pytest.mark.parametrize(
+    "dtype, exponents",
+    [(np.float64, range(-1000, 1001, 125)), (np.float32, range(-140, 121, 20))],
+    ids=["f64", "f32"],
+)
+def test_errors_are_right_at_every_magnitude(entry, dtype, exponents):
+    base = _BASE.astype(dtype)
+    clean, _ = _reported(entry, base)
+    assert 0.01 < clean < 1
+    for k in exponents:
+        X = np.ldexp(base, k).astype(dtype)
+        # Reported = true error of what was returned, and the error of the
+        # unscaled fit; float32 values below 2**-126 are subnormal (fewer
+        # significant bits, in X and in the dense products of the factors).
+        rel = 1e-2 if dtype == np.float32 and k < -100 else 1e-5
+        reported, X_hat = _reported(entry, X, 1e-9 if rel < 1e-2 else rel)
+        assert np.isfinite(X_hat).all(), k
+        true = _true_relative_error(X, X_hat, k)
+        assert reported == pytest.approx(true, rel=rel), k
+        assert reported == pytest.approx(clean, rel=rel), k
+
+
+@pytest.mark.parametrize(
+    "dtype, exponents",
+    [(np.float64, range(-1000, 1001, 250)), (np.float32, range(-140, 121, 40))],
+    ids=["f64", "f32"],
+)
+def test_certificates_hold_at_every_magnitude(dtype, exponents):
+    base = _BASE.astype(dtype)
+    for k in exponents:
+        X = np.ldexp(base, k).astype(dtype)
+        W, H, info = fixed_support_factorize(X, np.ones((8, 2)), np.ones((2, 8)))
+        assert info.certified_optimal, (k, info.certificate)
+        # Independent optimum: the spectrum of X (at the scale of 1).
+        spectrum = np.linalg.svd(np.ldexp(X.astype(np.float64), -k), compute_uv=False)
+        optimum = np.sqrt(np.sum(spectrum[2:] ** 2))
+        # The product of the factors (normal numbers) in float64: exact here.
+        product = W.astype(np.float64) @ H.astype(np.float64)
+        true = np.linalg.norm(np.ldexp(X.astype(np.float64) - product, -k))
+        tol = 64 * np.finfo(dtype).eps * np.linalg.norm(spectrum)
+        assert abs(true - optimum) <= tol, k
+        assert abs(np.ldexp(info.optimal_error, -k) - optimum) <= tol, k
+        assert abs(np.ldexp(info.error, -k) - true) <= tol, k
 
 
 # ----------------------------------------------------------------------------
