@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from skbutterfly._formats import check_format, round_to_format
 from skbutterfly._ks import (
     FUSE_BLOCK_MATRIX,
     FUSE_BLOCK_VECTOR,
@@ -178,6 +179,10 @@ class ButterflyMatrix(_CheckedOperator):
     shape : tuple of int, default=None
         Shape ``(m, n)`` of the operator, at most the factors' product shape
         (the rest is padding). ``None`` means the product shape.
+    format : FloatFormat, int or str, default=None
+        A floating-point format (as for :func:`round_to_format`) that every
+        value of the factors is exactly representable in, recorded as
+        :attr:`format`; values that are not raise ``ValueError``.
 
     Attributes
     ----------
@@ -189,6 +194,10 @@ class ButterflyMatrix(_CheckedOperator):
         The input permutation.
     padded_shape : tuple of int
         Shape of the product of the factors.
+    format : FloatFormat or None
+        The format every stored value is exactly representable in (set by
+        :func:`quantize_butterfly`); :meth:`save` then writes the values
+        compactly. ``None`` when not recorded.
 
     See Also
     --------
@@ -214,7 +223,7 @@ class ButterflyMatrix(_CheckedOperator):
     (16, 2)
     """
 
-    def __init__(self, factors, perm=None, shape=None):
+    def __init__(self, factors, perm=None, shape=None, *, format=None):
         if isinstance(factors, np.ndarray) and factors.ndim == 4:
             factors = [factors]
         try:
@@ -248,12 +257,30 @@ class ButterflyMatrix(_CheckedOperator):
         if perm is not None:
             perm = check_permutation(perm, padded[1], name="perm").copy()
             perm.flags.writeable = False
+        if format is not None:
+            format = check_format(format)
+            for i, K in enumerate(stored):
+                if not np.array_equal(round_to_format(K, format), K):
+                    raise ValueError(
+                        f"factors[{i}] holds values that are not exactly "
+                        f"representable in format={format}; quantize first "
+                        "(quantize_butterfly)."
+                    )
         self.factors = tuple(stored)
         self.patterns = patterns
         self.perm = perm
         self.padded_shape = padded
+        self.format = format
         self._plans = {}
         super().__init__(dtype=dtype, shape=(m, n))
+
+    def __reduce__(self):
+        # Copies and unpickled operators go through __init__: read-only
+        # factors, checked values and no product plan carried over.
+        return (
+            _rebuild,
+            (self.factors, self.perm, self.shape, self.format),
+        )
 
     # -- structure ---------------------------------------------------------
 
@@ -500,3 +527,7 @@ class ButterflyMatrix(_CheckedOperator):
         from skbutterfly._io import save
 
         save(self, path)
+
+
+def _rebuild(factors, perm, shape, format):
+    return ButterflyMatrix(factors, perm=perm, shape=shape, format=format)

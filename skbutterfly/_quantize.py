@@ -314,5 +314,5 @@ def quantize_butterfly(
     progress = Progress("quantize_butterfly", verbose)
     factors = combine(list(B.factors), fmt, method, n_jobs, progress)
     return ButterflyMatrix(
-        [K.astype(dtype) for K in factors], perm=B.perm, shape=B.shape
+        [K.astype(dtype) for K in factors], perm=B.perm, shape=B.shape, format=fmt
     )
