@@ -8,12 +8,14 @@ validates every member's name, dtype and declared shape from the headers
 (a few hundred bytes each) and the consistency of the declared architecture
 before it reads any value, and then reads exactly the declared bytes.
 
-Version 1 stores the factors in their dtype. Version 2 (written for an
-operator whose :attr:`~ButterflyMatrix.format` is recorded) adds
-``value_format`` (the format, as JSON) and ``encoding`` (JSON: the dtype of
-the operator and, for each factor, the smallest exact encoding of its real
-values among :data:`ENCODINGS`): float8 codes, float16, bfloat16 bit
-patterns in ``uint16``, float32 or float64.
+Version 1 (``format``, ``version``, ``shape``, ``n_factors``, ``has_perm``,
+``factor_0``... and ``perm``) stores the factors in their dtype. Version 2,
+written for an operator whose :attr:`~ButterflyMatrix.format` is recorded,
+holds ``format``, ``version``, ``header`` (ASCII JSON: shape, factor shapes,
+dtype, encoding and the format) and ``values``: the real numbers of all
+factors (real and imaginary parts side by side), in order, in the smallest
+of :data:`ENCODINGS` that holds every one exactly (float8 codes, float16,
+bfloat16 bit patterns in ``uint16``, float32, float64), and ``perm``.
 """
 
 # Authors: The skbutterfly developers
@@ -36,8 +38,8 @@ FILE_FORMAT = "skbutterfly.ButterflyMatrix"
 FILE_VERSION = 2
 _PLAIN_VERSION = 1  # files without a recorded format keep the version 1 layout
 
-# Longest JSON text accepted in a member (characters).
-_MAX_TEXT = 4096
+# Longest text accepted in a member (characters).
+_MAX_TEXT = 1 << 16
 
 
 # ----------------------------------------------------------------------------
@@ -106,8 +108,8 @@ def _real_values(K):
 
 
 def _encode(K):
-    """``(name, codes)``: the smallest encoding that restores ``K`` bit for bit."""
-    real = _real_values(K)
+    """``(name, codes)``: the smallest encoding restoring real ``K`` bit for bit."""
+    real = K
     for name, (_, encode, decode) in ENCODINGS.items():
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             codes = encode(real)
@@ -118,21 +120,17 @@ def _encode(K):
 
 
 def _decode(name, codes, dtype):
-    dtype = np.dtype(dtype)
-    real = ENCODINGS[name][2](codes, dtype.type(0).real.dtype)
-    return real.view(dtype) if dtype.kind == "c" else real
+    return ENCODINGS[name][2](codes, dtype)
 
 
-def _format_to_json(fmt):
-    return json.dumps(
-        {
-            "t": fmt.t,
-            "emin": fmt.emin,
-            "emax": fmt.emax,
-            "subnormals": fmt.subnormals,
-            "max_value": fmt.max_value,
-        }
-    )
+def _format_fields(fmt):
+    return {
+        "t": fmt.t,
+        "emin": fmt.emin,
+        "emax": fmt.emax,
+        "subnormals": fmt.subnormals,
+        "max_value": fmt.max_value,
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -151,25 +149,29 @@ def save(B, path) -> None:
 
     The implementation of :meth:`ButterflyMatrix.save`, which documents it.
     """
-    arrays = {
-        "format": np.array(FILE_FORMAT),
-        "version": np.array(_PLAIN_VERSION if B.format is None else FILE_VERSION),
-        "shape": np.array(B.shape, dtype=np.int64),
-        "n_factors": np.array(B.n_factors),
-        "has_perm": np.array(B.perm is not None),
-    }
+    arrays = {"format": np.array(FILE_FORMAT)}
     if B.format is None:
+        arrays |= {
+            "version": np.array(_PLAIN_VERSION),
+            "shape": np.array(B.shape, dtype=np.int64),
+            "n_factors": np.array(B.n_factors),
+            "has_perm": np.array(B.perm is not None),
+        }
         for i, K in enumerate(B.factors):
             arrays[f"factor_{i}"] = K
     else:
-        names = []
-        for i, K in enumerate(B.factors):
-            name, arrays[f"factor_{i}"] = _encode(K)
-            names.append(name)
-        arrays["value_format"] = np.array(_format_to_json(B.format))
-        arrays["encoding"] = np.array(
-            json.dumps({"dtype": B.dtype.name, "factors": names})
-        )
+        real = np.concatenate([_real_values(K).ravel() for K in B.factors])
+        encoding, arrays["values"] = _encode(real)
+        header = {
+            "shape": list(B.shape),
+            "factor_shapes": [list(K.shape) for K in B.factors],
+            "has_perm": B.perm is not None,
+            "dtype": B.dtype.name,
+            "encoding": encoding,
+            "value_format": _format_fields(B.format),
+        }
+        arrays["version"] = np.array(FILE_VERSION)
+        arrays["header"] = np.array(json.dumps(header).encode("ascii"))
     if B.perm is not None:
         arrays["perm"] = B.perm
     write_npz(path, arrays)
@@ -232,8 +234,14 @@ def _scalar(kinds):
 
 
 def _text(dtype, shape):
-    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * _MAX_TEXT:
+    if shape != () or dtype.kind not in "US" or dtype.itemsize > 4 * _MAX_TEXT:
         return f"a short text, got dtype={dtype}, shape={shape}"
+    return None
+
+
+def _codes(dtype, shape):
+    if len(shape) != 1 or dtype not in _FACTOR_DTYPES:
+        return f"a 1-D array of encoded values, got dtype={dtype}, shape={shape}"
     return None
 
 
@@ -270,8 +278,8 @@ MEMBERS = {
     "n_factors": _scalar("iu"),
     "has_perm": _scalar("b"),
     "perm": _indices,
-    "value_format": _text,
-    "encoding": _text,
+    "header": _text,
+    "values": _codes,
 }
 _FACTOR = re.compile(r"factor_(0|[1-9][0-9]{0,5})")
 
@@ -322,25 +330,6 @@ def _read(archive, headers, key):
         return np.lib.format.read_array(fh, allow_pickle=False)
 
 
-def _logical_shape(shape, dtype, encoded):
-    """Factor shape once decoded: complex values are stored as two reals."""
-    if encoded and np.dtype(dtype).kind == "c":
-        if shape[-1] % 2:
-            raise ValueError(f"complex values need an even last axis, got {shape}")
-        return (*shape[:-1], shape[-1] // 2)
-    return shape
-
-
-def _parse_json(text, name):
-    try:
-        value = json.loads(str(text))
-    except ValueError:
-        raise ValueError(f"{name} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object")
-    return value
-
-
 def _content(archive):
     """The checked arguments of ``ButterflyMatrix`` stored in ``archive``."""
     try:
@@ -351,14 +340,46 @@ def _content(archive):
     if not ours:
         raise _NotOurs
     headers = _headers(archive, archive.namelist())
-    missing = {"format", "version", "shape", "n_factors", "has_perm"} - set(headers)
-    if missing:
-        raise ValueError(f"members {sorted(missing)} are missing")
+    if "version" not in headers:
+        raise ValueError("member 'version' is missing")
     version = int(_read(archive, headers, "version"))
     if version > FILE_VERSION:
         raise _TooNew(version)
-    if version < 1:
-        raise ValueError(f"version must be 1 or {FILE_VERSION}, got {version}")
+    if version == 1:
+        return _content_v1(archive, headers)
+    if version == 2:
+        return _content_v2(archive, headers)
+    raise ValueError(f"version must be 1 or {FILE_VERSION}, got {version}")
+
+
+def _check_members(headers, expected):
+    if set(headers) != expected:
+        raise ValueError(
+            f"members {sorted(headers)} differ from the expected {sorted(expected)}"
+        )
+
+
+def _check_architecture(factor_shapes, shape, perm_shape):
+    """Factors that chain, an operator shape within their product, a permutation."""
+    try:
+        patterns = check_chain(factor_shapes)
+        padded = (patterns[0].shape[0], patterns[-1].shape[1])
+        if not all(1 <= s <= p for s, p in zip(shape, padded)):
+            raise ValueError(
+                f"shape {shape} exceeds the factors' product shape {padded}"
+            )
+        if perm_shape is not None and perm_shape != (padded[1],):
+            raise ValueError(f"perm must have shape ({padded[1]},)")
+    except (TypeError, ValueError) as exc:
+        raise _Inconsistent(str(exc)) from None
+
+
+def _content_v1(archive, headers):
+    """Version 1: one member per factor, values in the operator's dtype."""
+    expected = {"format", "version", "shape", "n_factors", "has_perm"}
+    missing = expected - set(headers)
+    if missing:
+        raise ValueError(f"members {sorted(missing)} are missing")
     n_factors = int(_read(archive, headers, "n_factors"))
     has_perm = bool(_read(archive, headers, "has_perm"))
     shape = tuple(int(s) for s in _read(archive, headers, "shape"))
@@ -366,55 +387,63 @@ def _content(archive):
         raise ValueError(
             f"n_factors={n_factors} does not match the file's {len(headers)} members"
         )
-    expected = {"format", "version", "shape", "n_factors", "has_perm"}
     expected |= {f"factor_{i}" for i in range(n_factors)}
     if has_perm:
         expected.add("perm")
-    encoded, dtype, names, fmt = version >= 2, None, None, None
-    if encoded:
-        expected |= {"value_format", "encoding"}
-    if set(headers) != expected:
-        raise ValueError(
-            f"members {sorted(headers)} differ from the expected {sorted(expected)}"
-        )
-    if encoded:
-        encoding = _parse_json(_read(archive, headers, "encoding"), "encoding")
-        fields = _parse_json(_read(archive, headers, "value_format"), "value_format")
-        fmt = FloatFormat(**fields)
-        names = encoding.get("factors")
-        dtype = encoding.get("dtype")
-        if not (
-            dtype in {d.name for d in _OPERATOR_DTYPES}
-            and isinstance(names, list)
-            and len(names) == n_factors
-            and all(isinstance(n, str) and n in ENCODINGS for n in names)
-        ):
-            raise ValueError(f"encoding {encoding!r} is not understood")
-    # The architecture, from the headers alone: factors that chain, an
-    # operator shape within their product, a permutation of its columns.
+    _check_members(headers, expected)
+    _check_architecture(
+        [headers[f"factor_{i}"][2] for i in range(n_factors)],
+        shape,
+        headers["perm"][2] if has_perm else None,
+    )
+    factors = [_read(archive, headers, f"factor_{i}") for i in range(n_factors)]
+    perm = _read(archive, headers, "perm") if has_perm else None
+    return factors, perm, shape, None
+
+
+def _content_v2(archive, headers):
+    """Version 2: a JSON header and the encoded values of all factors."""
+    if "header" not in headers:
+        raise ValueError("member 'header' is missing")
+    header = _read(archive, headers, "header")
     try:
-        factor_shapes = [
-            _logical_shape(headers[f"factor_{i}"][2], dtype, encoded)
-            for i in range(n_factors)
-        ]
-        patterns = check_chain(factor_shapes)
-        padded = (patterns[0].shape[0], patterns[-1].shape[1])
-        if not all(1 <= s <= p for s, p in zip(shape, padded)):
-            raise ValueError(
-                f"shape {shape} exceeds the factors' product shape {padded}"
-            )
-        if has_perm and headers["perm"][2] != (padded[1],):
-            raise ValueError(f"perm must have shape ({padded[1]},)")
-    except (TypeError, ValueError) as exc:
-        raise _Inconsistent(str(exc)) from None
-    for i, name in enumerate(names if encoded else ()):
-        stored = np.dtype(ENCODINGS[name][0])
-        if headers[f"factor_{i}"][1] != stored:
-            raise ValueError(f"factor_{i} must be stored as {stored} ({name})")
-    factors = []
-    for i in range(n_factors):
-        values = _read(archive, headers, f"factor_{i}")
-        factors.append(_decode(names[i], values, dtype) if encoded else values)
+        header = json.loads(
+            header.item().decode("ascii") if header.dtype.kind == "S" else str(header)
+        )
+        shape = tuple(int(s) for s in header["shape"])
+        factor_shapes = [tuple(int(s) for s in f) for f in header["factor_shapes"]]
+        has_perm = header["has_perm"] is True
+        dtype = np.dtype(header["dtype"])
+        encoding = header["encoding"]
+        fmt = FloatFormat(**header["value_format"])
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise ValueError(f"header is not understood ({exc})") from None
+    if dtype not in _OPERATOR_DTYPES or encoding not in ENCODINGS or not factor_shapes:
+        raise ValueError(
+            f"header is not understood (dtype={dtype}, encoding={encoding!r})"
+        )
+    expected = {"format", "version", "header", "values"}
+    if has_perm:
+        expected.add("perm")
+    _check_members(headers, expected)
+    _check_architecture(factor_shapes, shape, headers["perm"][2] if has_perm else None)
+    sizes = [
+        int(np.prod(f, dtype=object)) * (2 if dtype.kind == "c" else 1)
+        for f in factor_shapes
+    ]
+    stored = np.dtype(ENCODINGS[encoding][0])
+    if headers["values"][1:] != (stored, (sum(sizes),)):
+        raise _Inconsistent(
+            f"values must hold {sum(sizes)} values of dtype {stored} ({encoding})"
+        )
+    real = _decode(
+        encoding, _read(archive, headers, "values"), dtype.type(0).real.dtype
+    )
+    parts = np.split(real, np.cumsum(sizes)[:-1])
+    factors = [
+        (P.view(dtype) if dtype.kind == "c" else P).reshape(f)
+        for P, f in zip(parts, factor_shapes)
+    ]
     perm = _read(archive, headers, "perm") if has_perm else None
     return factors, perm, shape, fmt
 
