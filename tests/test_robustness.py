@@ -1323,3 +1323,114 @@ def test_cli_errors_without_traceback(cli_files, capsys, case):
     status, err = _run_cli(argv, capsys)
     assert status in (1, 2)
     assert err.strip().startswith("skbutterfly: error: ")
+
+
+# ----------------------------------------------------------------------------
+# save(): special files, permissions, temporary names; load(): bombs
+# ----------------------------------------------------------------------------
+
+
+def _special_paths(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link-to-fifo"
+    link.symlink_to(fifo)
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    return {"fifo": fifo, "symlink to a fifo": link, "directory": directory}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("kind", ["fifo", "symlink to a fifo", "directory"])
+def test_save_and_load_refuse_special_files(tmp_path, kind):
+    path = _special_paths(tmp_path)[kind]
+    before = os.lstat(path)
+    B = random_butterfly(8, random_state=0)
+    message = _raises_clear(lambda: B.save(path), [str(path)])
+    assert ".tmp" not in message
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    # Reading a FIFO would block: refused from its type, at once.
+    _raises_clear(lambda: load(path), [str(path)])
+    assert sorted(os.listdir(tmp_path)) == ["dir", "fifo", "link-to-fifo"]
+
+
+def test_save_through_a_symlink_writes_the_target(tmp_path):
+    target = tmp_path / "target.npz"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    B = random_butterfly(8, random_state=0)
+    B.save(link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(load(target).toarray(), B.toarray())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_save_honours_the_umask_and_keeps_permissions(tmp_path):
+    B = random_butterfly(8, random_state=0)
+    old = os.umask(0o027)
+    try:
+        B.save(tmp_path / "new.npz")
+        np.savez(tmp_path / "numpy.npz", a=1)
+    finally:
+        os.umask(old)
+    mode = os.stat(tmp_path / "new.npz").st_mode & 0o777
+    assert mode == os.stat(tmp_path / "numpy.npz").st_mode & 0o777 == 0o640
+    existing = tmp_path / "existing.npz"
+    existing.write_bytes(b"x")
+    os.chmod(existing, 0o604)
+    B.save(existing)
+    assert os.stat(existing).st_mode & 0o777 == 0o604
+
+
+def test_interrupted_save_leaves_a_temporary_named_after_the_file(
+    tmp_path, monkeypatch
+):
+    seen = []
+
+    def interrupted(fh, **arrays):
+        seen.extend(os.listdir(tmp_path))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        random_butterfly(8, random_state=0).save(tmp_path / "model.npz")
+    assert seen[0].startswith(".model.npz.") and seen[0].endswith(".tmp")
+    assert os.listdir(tmp_path) == []
+
+
+def _bomb(tmp_path, saved, extra):
+    """The saved file plus members ``extra`` (a few MiB of zeros, deflated)."""
+    _, data = saved
+    original = tmp_path / "o.npz"
+    original.write_bytes(data)
+    with np.load(original) as arrays:
+        members = dict(arrays)
+    members.update(extra)
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, **members)
+    assert os.path.getsize(path) < 200_000
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"junk": np.zeros(8 << 20)},
+        {"factor_0": np.zeros((1, 2048, 2048, 1))},
+        {"perm": np.zeros(8 << 20, dtype=np.int64)},
+    ],
+    ids=["unknown member", "factor off the architecture", "huge perm"],
+)
+def test_load_validates_headers_before_reading(tmp_path, saved, extra):
+    import tracemalloc
+
+    path = _bomb(tmp_path, saved, extra)
+    tracemalloc.start()
+    try:
+        _raises_clear(lambda: load(path), [str(path)], ValueError)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the members declare 32-64 MiB
