@@ -1434,3 +1434,48 @@ def test_load_validates_headers_before_reading(tmp_path, saved, extra):
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20  # the members declare 32-64 MiB
+
+
+# ----------------------------------------------------------------------------
+# Huge declared shapes: refused or computed directly, never searched step by step
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: architecture((2**61 - 1, 4)),
+        lambda: random_butterfly((2**61 - 1, 4), random_state=0),
+        lambda: architecture((4, 2**41)),
+    ],
+    ids=["architecture", "random_butterfly", "wide"],
+)
+def test_huge_dimensions_are_refused_at_once(call):
+    _raises_clear(call, ["shape"])
+
+
+def test_padding_to_many_factors_is_computed_directly():
+    arch = architecture((2**24 + 1,) * 2, n_factors=25)
+    assert arch.padded_shape == (2**25, 2**25)
+    # A large prime near the bound: the next size with two prime factors.
+    prime = 2**40 - 87
+    assert architecture((prime, 4), n_factors=2).padded_shape[0] == prime + 1
+
+
+def test_fitting_size_is_the_smallest_size_that_splits():
+    from skbutterfly._patterns import fitting_size
+
+    def prime_count(s):
+        count, p = 0, 2
+        while p * p <= s:
+            while s % p == 0:
+                s, count = s // p, count + 1
+            p += 1
+        return count + (s > 1)
+
+    for n in range(1, 300):
+        for J in range(1, 10):
+            brute = next(
+                s for s in range(n, 2**J * n + 1) if J == 1 or prime_count(s) >= J
+            )
+            assert fitting_size(n, J) == brute, (n, J)
