@@ -98,6 +98,10 @@ def chain_rank(left: Pattern, right: Pattern) -> int:
     """
     a1, b1, c1, d1 = left
     a2, b2, c2, d2 = right
+    if min(*left, *right) < 1:
+        raise ValueError(
+            f"pattern entries must be >= 1, got {tuple(left)} and {tuple(right)}."
+        )
     ok = (
         a1 * c1 * d1 == a2 * b2 * d2
         and a2 % a1 == 0

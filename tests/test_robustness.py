@@ -1479,3 +1479,75 @@ def test_fitting_size_is_the_smallest_size_that_splits():
                 s for s in range(n, 2**J * n + 1) if J == 1 or prime_count(s) >= J
             )
             assert fitting_size(n, J) == brute, (n, J)
+
+
+def _deep_tree(depth):
+    tree = 0
+    for i in range(1, depth):
+        tree = (tree, i)
+    return tree
+
+
+# name -> (call, parameter the message must name, exception)
+SMALL_ITEMS = {
+    "hadamard uint8": (lambda: hadamard(4, dtype=np.uint8), "dtype", TypeError),
+    "hadamard bool": (lambda: hadamard(4, dtype=bool), "dtype", TypeError),
+    "hadamard str": (lambda: hadamard(4, dtype="U3"), "dtype", TypeError),
+    "subnormals 'no'": (
+        lambda: FloatFormat(4, -6, 8, subnormals="no"),
+        "subnormals",
+        TypeError,
+    ),
+    "subnormals 1": (
+        lambda: FloatFormat(4, -6, 8, subnormals=1),
+        "subnormals",
+        TypeError,
+    ),
+    "add_noise overflow": (
+        lambda: add_noise(np.full((4, 4), 1.7e308), 1.0, random_state=0),
+        "level",
+        ValueError,
+    ),
+    "chain_rank zero": (
+        lambda: chain_rank(Pattern(0, 1, 1, 1), Pattern(1, 1, 1, 1)),
+        "pattern",
+        ValueError,
+    ),
+    "fuse_patterns zero": (
+        lambda: fuse_patterns(Pattern(1, 2, 2, 1), Pattern(1, 2, 0, 1)),
+        "pattern",
+        ValueError,
+    ),
+    "deep tree": (
+        lambda: butterfly_factorize(hadamard(8), tree=_deep_tree(3000)),
+        "tree",
+        ValueError,
+    ),
+}
+
+
+@pytest.mark.parametrize("item", SMALL_ITEMS)
+def test_small_items_are_refused_naming_the_parameter(item):
+    call, name, exc = SMALL_ITEMS[item]
+    _raises_clear(call, [name], exc)
+
+
+def test_storage_bits_of_a_dataframe_counts_its_values():
+    pd = pytest.importorskip("pandas")
+    values = np.diag([1.0, 2.0, 4.0, 0.0])
+    frame = pd.DataFrame(values, columns=["a", "b", "c", "d"])
+    assert storage_bits(frame, 8) == storage_bits(values, 8) == 62
+    assert storage_bits(frame, "float16") == 3 * 16
+
+
+@pytest.mark.parametrize("version", [0, -5])
+def test_load_refuses_versions_below_one(tmp_path, saved, version):
+    _, data = saved
+    original = tmp_path / "o.npz"
+    original.write_bytes(data)
+    with np.load(original) as arrays:
+        members = dict(arrays)
+    members["version"] = np.array(version)
+    path = tmp_path / "v.npz"
+    np.savez(path, **members)
+    _raises_clear(lambda: load(path), [str(path)], ValueError)
