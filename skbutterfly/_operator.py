@@ -500,8 +500,15 @@ class ButterflyMatrix(_CheckedOperator):
     def save(self, path) -> None:
         """Write the operator to a ``.npz`` file (no pickle).
 
-        The file is written to a temporary name beside ``path`` and renamed,
-        so an interrupted save never leaves a half-written file.
+        The file is written to a temporary name beside ``path``
+        (``.NAME.XXXX.tmp``) and renamed, so an interrupted save never leaves
+        a half-written file. Only a regular file or a new name is written (a
+        symbolic link is followed to its file); directories, devices and
+        FIFOs are refused with ``ValueError``. A new file gets the
+        permissions of ``np.savez`` (``0o666`` less the umask), a replaced
+        one keeps its own. With a recorded :attr:`format` the values are
+        stored compactly (float8 codes, float16, bfloat16 bit patterns,
+        float32: the smallest that holds them exactly).
 
         Parameters
         ----------
