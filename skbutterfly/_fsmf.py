@@ -37,6 +37,7 @@ from skbutterfly._validation import check_matrix, check_positive_int
 
 # Bound on the ALS starts: a mistyped huge count must fail, not allocate.
 _MAX_RESTARTS = 10_000
+_MAX_ITER = 1_000_000
 
 
 def _certify(method, error, optimal, norm, dtype):
@@ -169,7 +170,11 @@ def fixed_support_factorize(
         ``ValueError`` carrying the analysis' reason on intractable
         supports. ``"als"``: always alternating least squares.
     max_iter : int, default=200
-        Maximal ALS iterations per start.
+        Maximal ALS iterations per start, at most 10**6. Each costs one
+        least-squares solve per row of ``W`` and column of ``H``; where the
+        infimum is not attained the error keeps decreasing slowly, so
+        ``tol`` rarely stops the iterations and ``max_iter * n_restarts``
+        iterations run.
     tol : float, default=1e-10
         ALS stops when the squared error decreases by less than ``tol``
         times its value.
@@ -222,7 +227,7 @@ def fixed_support_factorize(
         raise ValueError(
             f"method must be one of {FSMF_METHODS}, got method={method!r}."
         )
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_positive_int(max_iter, "max_iter", maximum=_MAX_ITER)
     n_restarts = check_positive_int(n_restarts, "n_restarts", maximum=_MAX_RESTARTS)
     if not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0, got tol={tol!r}.")
