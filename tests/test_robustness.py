@@ -1398,14 +1398,17 @@ def test_interrupted_save_leaves_a_temporary_named_after_the_file(
     assert os.listdir(tmp_path) == []
 
 
+def _saved_members(tmp_path, saved):
+    """The members of the saved file, as a dict of arrays."""
+    original = tmp_path / "o.npz"
+    original.write_bytes(saved[1])
+    with np.load(original) as arrays:
+        return dict(arrays)
+
+
 def _bomb(tmp_path, saved, extra):
     """The saved file plus members ``extra`` (a few MiB of zeros, deflated)."""
-    _, data = saved
-    original = tmp_path / "o.npz"
-    original.write_bytes(data)
-    with np.load(original) as arrays:
-        members = dict(arrays)
-    members.update(extra)
+    members = _saved_members(tmp_path, saved) | extra
     path = tmp_path / "bomb.npz"
     np.savez_compressed(path, **members)
     assert os.path.getsize(path) < 200_000
@@ -1540,11 +1543,7 @@ def test_storage_bits_of_a_dataframe_counts_its_values():
 
 @pytest.mark.parametrize("version", [0, -5])
 def test_load_refuses_versions_below_one(tmp_path, saved, version):
-    _, data = saved
-    original = tmp_path / "o.npz"
-    original.write_bytes(data)
-    with np.load(original) as arrays:
-        members = dict(arrays)
+    members = _saved_members(tmp_path, saved)
     members["version"] = np.array(version)
     path = tmp_path / "v.npz"
     np.savez(path, **members)
