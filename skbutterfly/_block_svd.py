@@ -8,7 +8,7 @@ Layer 1 (kernels): pure functions on arrays.
 
 import numpy as np
 
-from skbutterfly._scaling import peak_exponent, scale_pow2
+from skbutterfly._scaling import scale_pow2, scaling_exponent
 
 # ----------------------------------------------------------------------------
 
@@ -206,10 +206,7 @@ def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None, oversampling=2):
         tol = 100 * np.finfo(blocks.dtype).eps
     # Gram matrices square the entries: bring extreme magnitudes near one by
     # an exact power of two (U is unchanged, R scales back).
-    info = np.finfo(blocks.dtype)
-    shift = peak_exponent(blocks)
-    if info.minexp // 4 <= shift <= info.maxexp // 4:
-        shift = 0
+    shift = scaling_exponent(blocks)
     blocks = scale_pow2(blocks, -shift)
     if tol == 0 or min(m, n) <= max(16, 4 * k):
         U, R = _gram_route(blocks, k)

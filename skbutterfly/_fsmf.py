@@ -24,8 +24,8 @@ from skbutterfly._progress import Progress
 from skbutterfly._scaling import (
     frobenius_norm,
     ldexp_or_inf,
-    peak_exponent,
     scale_pow2,
+    scaling_exponent,
     split_exponent,
 )
 from skbutterfly._support_analysis import (
@@ -236,9 +236,9 @@ def fixed_support_factorize(
         raise ValueError(
             "method='exact' needs tractable supports, but " + analysis.reason
         )
-    # Scale once by a power of two (exact): squares and products of the
-    # entries then neither under- nor overflow, whatever the magnitude of A.
-    exponent = peak_exponent(A)
+    # Scale extreme magnitudes once by a power of two (exact): squares and
+    # products of the entries then neither under- nor overflow.
+    exponent = scaling_exponent(A)
     A = scale_pow2(A, -exponent)
     if method != "als" and analysis.tractable:
         W, H, optimal = exact_factorize(A, analysis, n_jobs)

@@ -38,6 +38,7 @@ from skbutterfly._scaling import (
     ldexp_or_inf,
     peak_exponent,
     scale_pow2,
+    scaling_exponent,
     split_exponent,
 )
 from skbutterfly._slabs import (
@@ -590,12 +591,12 @@ def factorize_with_error(
         f"{A.shape[0]} x {A.shape[1]} matrix, {len(arch)} factors, rank "
         f"{arch.rank}, {len(candidates)} permutation candidate(s)"
     )
-    # Factorize A brought near one by a power of two (exact), errors at that
-    # scale; the power is shared out between the factors at the end. An
-    # out-of-core A is read slab by slab as it is (no extra pass).
+    # Factorize extreme magnitudes brought near one by a power of two (exact),
+    # errors at that scale; the power is shared out between the factors at
+    # the end. An out-of-core A is read slab by slab as it is.
     exponent = 0
     if not isinstance(A, SlabSource):
-        exponent = peak_exponent(A)
+        exponent = scaling_exponent(A)
         A = scale_pow2(A, -exponent)
     best, best_error = None, np.inf
     for k, perm in enumerate(candidates, start=1):

@@ -47,6 +47,29 @@ def peak_exponent(X) -> int:
     return int(np.frexp(peak)[1])
 
 
+def scaling_exponent(X) -> int:
+    """The power of two an algorithm divides ``X`` by: 0 unless it is needed.
+
+    :func:`peak_exponent` when the largest magnitude of ``X`` lies outside
+    the fourth root of its dtype's range (where products of a few squares
+    could under- or overflow), 0 otherwise: ordinary data is used as it is,
+    bit for bit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly._scaling import scaling_exponent
+    >>> scaling_exponent(np.array([3.0])), scaling_exponent(np.array([2.0**300]))
+    (0, 301)
+    """
+    X = np.asarray(X)
+    exponent = peak_exponent(X)
+    info = np.finfo(X.dtype if X.dtype.kind in "fc" else np.float64)
+    if info.minexp // 4 <= exponent <= info.maxexp // 4:
+        return 0
+    return exponent
+
+
 def scale_pow2(X, exponent):
     """``X * 2**exponent``, exactly unless the result leaves the dtype's range.
 
