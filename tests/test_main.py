@@ -366,8 +366,9 @@ def test_factorize_precision_writes_the_compact_file_and_info_shows_it(
 
 
 def test_factorize_refuses_to_overwrite_its_input(tmp_path, capsys):
-    path = tmp_path / "h.npy"
-    np.save(path, hadamard(16))
+    path = tmp_path / "h.npz"  # a .npy file under the output's suffix
+    with open(path, "wb") as fh:
+        np.save(fh, hadamard(16))
     before = path.read_bytes()
     assert main(["factorize", str(path), "--out", str(path)]) == 1
     assert "--out" in _one_line_error(capsys.readouterr().err)

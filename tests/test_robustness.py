@@ -441,8 +441,8 @@ def _reported(entry, X, rel=1e-9):
     if entry == "fixed_support_factorize-als":
         W, H, info = fixed_support_factorize(
             X,
-            lower_triangular_support((8, 8)),
-            upper_triangular_support((8, 8)),
+            lower_triangular_support((8, 3)),
+            upper_triangular_support((3, 8)),
             method="als",
             n_restarts=1,
             max_iter=5,
