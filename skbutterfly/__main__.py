@@ -358,6 +358,10 @@ def _factorize(args):
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise _CommandError(f"cannot write {args.out!r}: no directory {out_dir!r}.")
+    if os.path.exists(args.out) and os.path.samefile(args.input, args.out):
+        raise _CommandError(
+            f"--out {args.out!r} is the input file; choose another output file."
+        )
     permutation = _permutation_option(args.permutation)
     row_permutation = _permutation_option(args.row_permutation)
     try:
@@ -452,6 +456,12 @@ def _info(args):
         f"stored values: {B.nnz} ({B.nnz / (m * n):.3%} of dense), "
         f"{bits / 8192:.1f} KiB as {B.dtype}; flops per product: {B.flops} "
         f"(dense {2 * m * n})"
+    )
+    size = os.path.getsize(args.file)
+    fmt = "not recorded" if B.format is None else str(B.format)
+    print(
+        f"value format: {fmt}; file: {size} bytes, "
+        f"{size / B.nnz:.2f} bytes per stored value"
     )
     t = _significand_bits(np.concatenate([K.ravel() for K in B.factors]))
     holding = [f"{name} (t={f.t})" for name, f in PRESETS.items() if f.t >= t]
@@ -624,6 +634,13 @@ def main(argv=None) -> int:
         # command's own errors, in one line.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"skbutterfly: error: {message}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:
+        detail = f" ({str(exc).splitlines()[0]})" if str(exc) else ""
+        print(
+            f"skbutterfly: error: out of memory{detail}; try a smaller size.",
+            file=sys.stderr,
+        )
         return 1
 
 

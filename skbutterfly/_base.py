@@ -20,6 +20,7 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._formats import native_bits
+from skbutterfly._scaling import frobenius_norm
 from skbutterfly._validation import validate_estimator_input
 
 
@@ -76,7 +77,7 @@ class BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _set_errors(self, X, error, sq_norm=None):
         # sq_norm: ||X||_F**2 when already known (an out-of-core X).
-        norm = np.linalg.norm(X) if sq_norm is None else np.sqrt(sq_norm)
+        norm = frobenius_norm(X) if sq_norm is None else np.sqrt(sq_norm)
         self.reconstruction_err_ = float(error)
         self.relative_error_ = relative_error(float(error), float(norm))
 
@@ -102,7 +103,7 @@ class BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X = validate_estimator_input(self, X, reset=False)
-        return -relative_error(self._error(X), float(np.linalg.norm(X)))
+        return -relative_error(self._error(X), frobenius_norm(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

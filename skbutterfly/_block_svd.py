@@ -6,8 +6,9 @@ Layer 1 (kernels): pure functions on arrays.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-
 import numpy as np
+
+from skbutterfly._scaling import scale_pow2, scaling_exponent
 
 # ----------------------------------------------------------------------------
 
@@ -84,19 +85,6 @@ def _block_energy(W, k):
     if W.shape[-2] == k:
         return _block_sq_norms(W)
     return _top_eigh(W @ _herm(W), k)[0].sum(axis=-1)
-
-
-def _real_view(B):
-    """``B`` as real numbers (real and imaginary parts side by side), no copy."""
-    B = np.ascontiguousarray(B)
-    if B.dtype.kind != "c":
-        return B
-    return B.view(B.real.dtype)
-
-
-def _scale_pow2(X, exponent):
-    """``X * 2**exponent``, exactly, for real or complex ``X``."""
-    return np.ldexp(_real_view(X), exponent).view(X.dtype).reshape(X.shape)
 
 
 def _parts(B):
@@ -218,18 +206,14 @@ def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None, oversampling=2):
         tol = 100 * np.finfo(blocks.dtype).eps
     # Gram matrices square the entries: bring extreme magnitudes near one by
     # an exact power of two (U is unchanged, R scales back).
-    info = np.finfo(blocks.dtype)
-    peak = max(max(float(P.max()), -float(P.min())) for P in _parts(blocks))
-    shift = 0
-    if peak > info.max**0.25 or 0 < peak < info.tiny**0.25:
-        shift = int(np.frexp(peak)[1])
-        blocks = _scale_pow2(blocks, -shift)
+    shift = scaling_exponent(blocks)
+    blocks = scale_pow2(blocks, -shift)
     if tol == 0 or min(m, n) <= max(16, 4 * k):
         U, R = _gram_route(blocks, k)
     else:
         U, R = _subspace_route(blocks, k, max_iter, tol, oversampling)
     if shift:
-        R = _scale_pow2(R, shift)
+        R = scale_pow2(R, shift)
     return U, R
 
 

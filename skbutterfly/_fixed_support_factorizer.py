@@ -16,6 +16,7 @@ from skbutterfly._base import BaseFactorizer
 from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf import fixed_support_factorize
 from skbutterfly._quantize import quantize_factors
+from skbutterfly._scaling import frobenius_errors
 from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
 from skbutterfly._validation import check_matrix, validate_estimator_input
 from skbutterfly._warnings import warn_if_poor_fit
@@ -304,7 +305,7 @@ class FixedSupportFactorizer(BaseFactorizer):
 
     def _error(self, X):
         # Rows reconstructed through their least-squares codes.
-        return float(np.linalg.norm(X - self._codes(X) @ self.components_))
+        return frobenius_errors(X, self._codes(X) @ self.components_)[0]
 
     def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
@@ -314,8 +315,8 @@ class FixedSupportFactorizer(BaseFactorizer):
             self.W_, self.components_, fmt, method, n_jobs=n_jobs
         )
         quantized._coder = _least_squares_coder(quantized.components_)
-        residual = X - quantized.W_ @ quantized.components_
-        quantized._set_errors(X, float(np.linalg.norm(residual)))
+        product = quantized.W_ @ quantized.components_
+        quantized._set_errors(X, frobenius_errors(X, product)[0])
         return quantized
 
     @property

@@ -126,6 +126,8 @@ class FloatFormat:
 
     def __post_init__(self):
         check_positive_int(self.t, "t", minimum=1, maximum=_MAX_T)
+        if not isinstance(self.subnormals, (bool, np.bool_)):
+            raise TypeError(f"subnormals must be a bool, got {self.subnormals!r}.")
         if (self.emin is None) != (self.emax is None):
             raise ValueError(
                 "emin and emax must both be integers or both be None, got "
@@ -365,7 +367,12 @@ def storage_bits(values, fmt) -> int:
     if hasattr(values, "factors") and hasattr(values, "patterns"):
         arrays = [np.asarray(K).ravel() for K in values.factors]
     else:
-        if values is None or isinstance(values, (np.ndarray, str)):
+        # One array (a DataFrame or a sparse matrix too), or a sequence.
+        if (
+            values is None
+            or isinstance(values, (np.ndarray, str))
+            or (hasattr(values, "__array__") or hasattr(values, "toarray"))
+        ):
             values = [values]
         arrays = []
         for v in values:

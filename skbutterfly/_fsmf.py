@@ -11,14 +11,23 @@ the others.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf_als import best_als_run, squared_error
-from skbutterfly._fsmf_exact import exact_factorize
+from skbutterfly._fsmf_exact import CERTIFICATE_RTOL, exact_factorize
 from skbutterfly._progress import Progress
+from skbutterfly._scaling import (
+    frobenius_norm,
+    ldexp_or_inf,
+    scale_pow2,
+    scaling_exponent,
+    split_exponent,
+)
 from skbutterfly._support_analysis import (
     SupportAnalysis,
     analyze_checked,
@@ -28,9 +37,25 @@ from skbutterfly._validation import check_matrix, check_positive_int
 
 # Bound on the ALS starts: a mistyped huge count must fail, not allocate.
 _MAX_RESTARTS = 10_000
+_MAX_ITER = 1_000_000
 
 
-
+def _certify(method, error, optimal, norm, dtype):
+    """Return ``(certified, reason)``: whether the error attains the optimum."""
+    if method != "exact":
+        return False, "alternating least squares is never certified."
+    gap = abs(error - optimal)
+    tolerance = CERTIFICATE_RTOL * np.finfo(dtype).eps * norm
+    if gap <= tolerance:
+        return True, (
+            f"the error is within {CERTIFICATE_RTOL} unit roundoffs (times "
+            "the norm of A) of the optimum computed from the spectrum."
+        )
+    return False, (
+        f"the error {error:.6e} differs from the optimum {optimal:.6e} (at the "
+        f"scale of A) by {gap:.3e}, more than the tolerance {tolerance:.3e}; "
+        "the certificate is withheld."
+    )
 
 
 @dataclass(frozen=True)
@@ -42,8 +67,11 @@ class FactorizationInfo:
     method : {"exact", "als"}
         The algorithm that produced the factors.
     certified_optimal : bool
-        ``True`` when the exact algorithm ran: the factors are a global
-        minimiser. Alternating least squares is never certified.
+        ``True`` when the exact algorithm ran and the returned error equals
+        the optimum computed from the spectrum (``optimal_error``) within
+        16 unit roundoffs of the working dtype times :math:`\\|A\\|_F`: the
+        factors are then a global minimiser. Alternating least squares is
+        never certified.
     error : float
         :math:`\\|A - W H\\|_F` of the returned factors.
     relative_error : float
@@ -56,6 +84,9 @@ class FactorizationInfo:
     n_iter : int
         ALS iterations of the retained start (1 for the exact algorithm,
         a single pass).
+    certificate : str
+        Why the result is certified or not (with the gap and the tolerance
+        when the certificate is withheld).
     analysis : SupportAnalysis
         The support analysis.
 
@@ -75,8 +106,8 @@ class FactorizationInfo:
     relative_error: float
     optimal_error: float | None
     n_iter: int
+    certificate: str = field(repr=False)
     analysis: SupportAnalysis = field(repr=False)
-
 
 
 def fixed_support_factorize(
@@ -139,7 +170,11 @@ def fixed_support_factorize(
         ``ValueError`` carrying the analysis' reason on intractable
         supports. ``"als"``: always alternating least squares.
     max_iter : int, default=200
-        Maximal ALS iterations per start.
+        Maximal ALS iterations per start, at most 10**6. Each costs one
+        least-squares solve per row of ``W`` and column of ``H``; where the
+        infimum is not attained the error keeps decreasing slowly, so
+        ``tol`` rarely stops the iterations and ``max_iter * n_restarts``
+        iterations run.
     tol : float, default=1e-10
         ALS stops when the squared error decreases by less than ``tol``
         times its value.
@@ -192,7 +227,7 @@ def fixed_support_factorize(
         raise ValueError(
             f"method must be one of {FSMF_METHODS}, got method={method!r}."
         )
-    max_iter = check_positive_int(max_iter, "max_iter")
+    max_iter = check_positive_int(max_iter, "max_iter", maximum=_MAX_ITER)
     n_restarts = check_positive_int(n_restarts, "n_restarts", maximum=_MAX_RESTARTS)
     if not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0, got tol={tol!r}.")
@@ -201,6 +236,10 @@ def fixed_support_factorize(
         raise ValueError(
             "method='exact' needs tractable supports, but " + analysis.reason
         )
+    # Scale extreme magnitudes once by a power of two (exact): squares and
+    # products of the entries then neither under- nor overflow.
+    exponent = scaling_exponent(A)
+    A = scale_pow2(A, -exponent)
     if method != "als" and analysis.tractable:
         W, H, optimal = exact_factorize(A, analysis, n_jobs)
         method, n_iter = "exact", 1
@@ -220,14 +259,22 @@ def fixed_support_factorize(
         )
         method, optimal = "als", None
     error = float(np.sqrt(squared_error(A, W, H)))
-    norm = float(np.linalg.norm(A))
+    norm = frobenius_norm(A)
+    certified, reason = _certify(method, error, optimal, norm, A.dtype)
+    if not certified and method == "exact":
+        warnings.warn(
+            "fixed_support_factorize: " + reason, ConvergenceWarning, stacklevel=2
+        )
+    exponent_W, exponent_H = split_exponent(exponent, 2)
+    W, H = scale_pow2(W, exponent_W), scale_pow2(H, exponent_H)
     info = FactorizationInfo(
         method=method,
-        certified_optimal=method == "exact",
-        error=error,
+        certified_optimal=certified,
+        error=ldexp_or_inf(error, exponent),
         relative_error=error / norm if norm > 0 else 0.0,
-        optimal_error=optimal,
+        optimal_error=None if optimal is None else ldexp_or_inf(optimal, exponent),
         n_iter=n_iter,
+        certificate=reason,
         analysis=analysis,
     )
     return W, H, info

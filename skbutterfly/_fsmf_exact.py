@@ -6,17 +6,19 @@ Layer 3 (algorithms).
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-
 import numpy as np
 
-from skbutterfly._block_svd import truncated_svd
+from skbutterfly._block_svd import _block_sq_norms, truncated_svd
 from skbutterfly._parallel import map_chunks
 
 # Subspace iterations allowed to the batched truncated SVD of large blocks.
 SVD_MAX_ITER = 1000
 
-
-
+# A certified error is within CERTIFICATE_RTOL unit roundoffs (of the working
+# dtype) times the norm of A of the optimum computed from the spectrum.
+CERTIFICATE_RTOL = 16
+# Blocks whose iterative SVD misses their optimum by more are redone exactly.
+REDO_RTOL = 2
 
 
 def _class_members(analysis, width):
@@ -62,6 +64,30 @@ def _shape_groups(analysis, ids):
         yield sel, row_idx.reshape(sel.size, br), col_idx.reshape(sel.size, bc)
 
 
+def _exact_svd_where_unconverged(blocks, lossy, optimal, svd):
+    """Replace, in place, the truncated SVDs of ``blocks[lossy]`` that miss the optimum.
+
+    ``optimal`` is each lossy block's optimal error (its discarded
+    spectrum). The iterative route of the block SVD stops on a rule that can
+    fire early on slowly decaying spectra; a block whose residual exceeds its
+    optimum by more than ``REDO_RTOL`` unit roundoffs times its norm is
+    recomputed by a full LAPACK SVD, so that the error certificate holds
+    (with a margin: its tolerance is ``CERTIFICATE_RTOL``).
+    """
+    U, s, Vh = svd
+    ids = np.flatnonzero(lossy)
+    k = s.shape[1]
+    residual = blocks[ids] - (U[ids] * s[ids, None, :].astype(U.dtype)) @ Vh[ids]
+    error = np.sqrt(_block_sq_norms(residual))
+    norm = np.sqrt(_block_sq_norms(blocks[ids]))
+    eps = np.finfo(blocks.dtype).eps
+    redo = ids[error - optimal > REDO_RTOL * eps * norm]
+    if redo.size:
+        u, sv, vh = np.linalg.svd(blocks[redo], full_matrices=False)
+        # Singular triplets past a class's size are dropped below (keep).
+        U[redo], s[redo], Vh[redo] = u[..., :k], sv[..., :k], vh[..., :k, :]
+
+
 def exact_factorize(A, analysis, n_jobs):
     """Exact algorithm (Le et al., arXiv:2112.00386): W, H and the optimal error."""
     m, n = A.shape
@@ -99,7 +125,11 @@ def exact_factorize(A, analysis, n_jobs):
                 lossy_blocks = np.swapaxes(lossy_blocks, 1, 2)
             spectrum = np.linalg.svd(lossy_blocks, compute_uv=False)
             tail = np.arange(spectrum.shape[1])[None, :] >= keep[lossy][:, None]
-            discarded += float(np.sum(np.square(spectrum, dtype=np.float64)[tail]))
+            tail_energy = np.where(tail, np.square(spectrum, dtype=np.float64), 0)
+            discarded += float(tail_energy.sum())
+            _exact_svd_where_unconverged(
+                blocks, lossy, np.sqrt(tail_energy.sum(axis=1)), (U, s, Vh)
+            )
         j = np.arange(k)
         valid = j[None, :] < keep[:, None]
         members = _class_members(analysis, k)[ids]

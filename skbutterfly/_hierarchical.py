@@ -36,6 +36,14 @@ from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import auto_candidates, permutation_candidates
 from skbutterfly._progress import Progress
+from skbutterfly._scaling import (
+    frobenius_norm,
+    ldexp_or_inf,
+    peak_exponent,
+    scale_pow2,
+    scaling_exponent,
+    split_exponent,
+)
 from skbutterfly._slabs import (
     SlabSource,
     factor_job,
@@ -380,13 +388,16 @@ def _root_error(factors, root_blocks, split):
 def frobenius_error(A, B):
     """``||A - B||_F`` for a dense ``A`` and an operator, by column chunks."""
     m, n = A.shape
+    # At the scale of A brought near one (exact): no square under- or overflows.
+    exponent = peak_exponent(A)
     total = 0.0
     for lo in range(0, n, _ERROR_CHUNK):
         hi = min(n, lo + _ERROR_CHUNK)
         eye = np.zeros((n, hi - lo), dtype=B.dtype)
         eye[np.arange(lo, hi), np.arange(hi - lo)] = 1
-        total += float(np.linalg.norm(A[:, lo:hi] - B @ eye) ** 2)
-    return float(np.sqrt(total))
+        residual = scale_pow2(A[:, lo:hi], -exponent) - scale_pow2(B @ eye, -exponent)
+        total += frobenius_norm(residual) ** 2
+    return ldexp_or_inf(float(np.sqrt(total)), exponent)
 
 
 def butterfly_factorize(
@@ -666,6 +677,13 @@ def factorize_with_error(
             "got an out-of-core A (read by column slabs); pass "
             "row_permutation=None and fixed column permutations, or load A."
         )
+    # Factorize extreme magnitudes brought near one by a power of two (exact):
+    # orderings, factors and errors at that scale; the power is shared out
+    # between the factors at the end. An out-of-core A is read as it is.
+    exponent = 0
+    if not isinstance(A, SlabSource):
+        exponent = scaling_exponent(A)
+        A = scale_pow2(A, -exponent)
     pairs = _ordering_pairs(A, arch, orderings, random_state)
     if "auto" in orderings and len(pairs) > _AUTO_KEEP:
         pairs = _screen(A, arch.patterns, order, pairs, svd_tol, n_jobs, random_state)
@@ -689,25 +707,32 @@ def factorize_with_error(
             progress,
             working_memory,
         )
-        B = ButterflyMatrix(factors, perm=perm, shape=A.shape, row_perm=row_perm)
         if not need_error and len(pairs) == 1:
-            return B, None
+            best = factors, perm, row_perm
+            break
         if isinstance(A, SlabSource) and len(factors) > 1:
             error = _slab_error(
                 A, factors, arch.patterns, perm, order[0], working_memory, progress
             )
-        elif isinstance(A, SlabSource):
-            error = frobenius_error(A.toarray(), B)
-        elif padded:
-            error = frobenius_error(A, B)
+        elif isinstance(A, SlabSource) or padded:
+            dense = A.toarray() if isinstance(A, SlabSource) else A
+            error = frobenius_error(
+                dense,
+                ButterflyMatrix(factors, perm=perm, shape=A.shape, row_perm=row_perm),
+            )
         else:
             error = _root_error(factors, root_blocks, order[0] if order else 0)
         del root_blocks
         if len(pairs) > 1:
-            progress(f"candidate {k}/{len(pairs)}: error {error:.3e}")
-        if error < best_error:
-            best, best_error = B, error
-    return best, best_error
+            shown = ldexp_or_inf(error, exponent)
+            progress(f"candidate {k}/{len(pairs)}: error {shown:.3e}")
+        if best is None or error < best_error:
+            best, best_error = (factors, perm, row_perm), error
+    factors, perm, row_perm = best
+    shares = split_exponent(exponent, len(factors))
+    factors = [scale_pow2(K, e) for K, e in zip(factors, shares)]
+    B = ButterflyMatrix(factors, perm=perm, shape=A.shape, row_perm=row_perm)
+    return B, (None if best_error == np.inf else ldexp_or_inf(best_error, exponent))
 
 
 def _ordering_pairs(A, arch, orderings, random_state):

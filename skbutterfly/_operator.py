@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from skbutterfly._formats import check_format, round_to_format
 from skbutterfly._ks import (
     FUSE_BLOCK_MATRIX,
     FUSE_BLOCK_VECTOR,
@@ -207,6 +208,10 @@ class ButterflyMatrix(_CheckedOperator):
     shape : tuple of int, default=None
         Shape ``(m, n)`` of the operator, at most the factors' product shape
         (the rest is padding). ``None`` means the product shape.
+    format : FloatFormat, int or str, default=None
+        A floating-point format (as for :func:`round_to_format`) that every
+        value of the factors is exactly representable in, recorded as
+        :attr:`format`; values that are not raise ``ValueError``.
 
     Attributes
     ----------
@@ -220,6 +225,10 @@ class ButterflyMatrix(_CheckedOperator):
         The output (row) permutation.
     padded_shape : tuple of int
         Shape of the product of the factors.
+    format : FloatFormat or None
+        The format every stored value is exactly representable in (set by
+        :func:`quantize_butterfly`); :meth:`save` then writes the values
+        compactly. ``None`` when not recorded.
 
     See Also
     --------
@@ -245,7 +254,7 @@ class ButterflyMatrix(_CheckedOperator):
     (16, 2)
     """
 
-    def __init__(self, factors, perm=None, shape=None, row_perm=None):
+    def __init__(self, factors, perm=None, shape=None, row_perm=None, *, format=None):
         if isinstance(factors, np.ndarray) and factors.ndim == 4:
             factors = [factors]
         try:
@@ -282,13 +291,31 @@ class ButterflyMatrix(_CheckedOperator):
         if row_perm is not None:
             row_perm = check_permutation(row_perm, padded[0], name="row_perm").copy()
             row_perm.flags.writeable = False
+        if format is not None:
+            format = check_format(format)
+            for i, K in enumerate(stored):
+                if not np.array_equal(round_to_format(K, format), K):
+                    raise ValueError(
+                        f"factors[{i}] holds values that are not exactly "
+                        f"representable in format={format}; quantize first "
+                        "(quantize_butterfly)."
+                    )
         self.factors = tuple(stored)
         self.patterns = patterns
         self.perm = perm
         self.row_perm = row_perm
         self.padded_shape = padded
+        self.format = format
         self._plans = {}
         super().__init__(dtype=dtype, shape=(m, n))
+
+    def __reduce__(self):
+        # Copies and unpickled operators go through __init__: read-only
+        # factors, checked values and no product plan carried over.
+        return (
+            _rebuild,
+            (self.factors, self.perm, self.shape, self.format),
+        )
 
     # -- structure ---------------------------------------------------------
 
@@ -504,8 +531,15 @@ class ButterflyMatrix(_CheckedOperator):
     def save(self, path) -> None:
         """Write the operator to a ``.npz`` file (no pickle).
 
-        The file is written to a temporary name beside ``path`` and renamed,
-        so an interrupted save never leaves a half-written file.
+        The file is written to a temporary name beside ``path``
+        (``.NAME.XXXX.tmp``) and renamed, so an interrupted save never leaves
+        a half-written file. Only a regular file or a new name is written (a
+        symbolic link is followed to its file); directories, devices and
+        FIFOs are refused with ``ValueError``. A new file gets the
+        permissions of ``np.savez`` (``0o666`` less the umask), a replaced
+        one keeps its own. With a recorded :attr:`format` the values are
+        stored compactly (float8 codes, float16, bfloat16 bit patterns,
+        float32: the smallest that holds them exactly).
 
         Parameters
         ----------
@@ -531,3 +565,7 @@ class ButterflyMatrix(_CheckedOperator):
         from skbutterfly._io import save
 
         save(self, path)
+
+
+def _rebuild(factors, perm, shape, format):
+    return ButterflyMatrix(factors, perm=perm, shape=shape, format=format)

@@ -98,6 +98,10 @@ def chain_rank(left: Pattern, right: Pattern) -> int:
     """
     a1, b1, c1, d1 = left
     a2, b2, c2, d2 = right
+    if min(*left, *right) < 1:
+        raise ValueError(
+            f"pattern entries must be >= 1, got {tuple(left)} and {tuple(right)}."
+        )
     ok = (
         a1 * c1 * d1 == a2 * b2 * d2
         and a2 % a1 == 0
@@ -156,13 +160,28 @@ def check_chain(patterns) -> tuple[Pattern, ...]:
     return chain
 
 
+# Largest dimension of an architecture: a butterfly with a dimension above it
+# holds more than 2**40 values (terabytes), and factoring stays fast below it.
+MAX_DIMENSION = 1 << 40
+
+
 def _prime_factors(n):
-    factors, p = [], 2
-    while p * p <= n:
+    """Prime factors of ``n`` (with multiplicity), increasing.
+
+    Trial division by all candidates up to ``sqrt(n)`` at once (NumPy), so
+    that ``n`` up to :data:`MAX_DIMENSION` takes milliseconds.
+    """
+    factors = []
+    for p in (2, 3):
         while n % p == 0:
             factors.append(p)
             n //= p
-        p += 1
+    if n >= 25:
+        candidates = np.arange(5, math.isqrt(n) + 1, 2, dtype=np.int64)
+        for p in candidates[n % candidates == 0].tolist():
+            while n % p == 0:
+                factors.append(p)
+                n //= p
     if n > 1:
         factors.append(n)
     return factors
@@ -207,10 +226,25 @@ def fitting_size(n: int, n_factors: int) -> int:
     >>> fitting_size(1000, 10), fitting_size(1000, 3), fitting_size(3, 2)
     (1024, 1000, 4)
     """
-    size = n
-    while split_dimension(size, n_factors) is None:
-        size += 1
-    return size
+    if n_factors == 1:
+        return n
+    # Sizes with at least ``n_factors`` prime factors: 2**(J-1) * k with
+    # k >= 2 (the smallest such multiple is the first candidate), or
+    # 2**e * o with o odd, e <= J - 2 and o holding J - e prime factors,
+    # so o >= 3**(J - e): searched while that bound can still win.
+    unit = 1 << (n_factors - 1)
+    best = unit * max(2, -(-n // unit))
+    for e in range(n_factors - 2, -1, -1):
+        needed, scale = n_factors - e, 1 << e
+        if scale * 3**needed >= best:
+            break
+        odd = max(-(-n // scale), 3**needed) | 1
+        while scale * odd < best:
+            if len(_prime_factors(odd)) >= needed:
+                best = scale * odd
+                break
+            odd += 2
+    return best
 
 
 def default_n_factors(shape) -> int:
@@ -316,6 +350,12 @@ def architecture(
         What to do with a dimension that does not split into ``n_factors``
         parts.
 
+    Raises
+    ------
+    ValueError
+        On a bad shape (each dimension at most ``2**40``), depth, rank or
+        padding.
+
     Returns
     -------
     Architecture
@@ -335,6 +375,12 @@ def architecture(
     [(1, 2, 2, 2), (2, 2, 2, 1), (4, 1, 1, 1)]
     """
     m, n = check_shape(shape)
+    if max(m, n) > MAX_DIMENSION:
+        raise ValueError(
+            f"shape is too large: each dimension must be at most 2**40 (a "
+            f"butterfly this size could not be stored), got n_samples={m}, "
+            f"n_features={n}."
+        )
     if n_factors is None:
         n_factors = default_n_factors((m, n))
     n_factors = check_positive_int(n_factors, "n_factors", maximum=MAX_FACTORS)

@@ -319,4 +319,5 @@ def quantize_butterfly(
         perm=B.perm,
         shape=B.shape,
         row_perm=B.row_perm,
+        format=fmt,
     )

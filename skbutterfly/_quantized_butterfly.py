@@ -5,7 +5,6 @@
 
 from numbers import Integral
 
-import numpy as np
 from sklearn.base import MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -17,6 +16,7 @@ from skbutterfly._formats import PRESETS, FloatFormat, check_format, storage_bit
 from skbutterfly._progress import Progress
 from skbutterfly._quantize import HEURISTICS
 from skbutterfly._quantize_rank_one import QUANTIZE_METHODS
+from skbutterfly._scaling import frobenius_errors
 from skbutterfly._validation import validate_estimator_input
 from skbutterfly._warnings import POOR_FIT_ERROR, warn_if_poor_fit
 
@@ -191,10 +191,8 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
         self.storage_bits_ = storage_bits(quantized._stored_factors(), fmt)
         self.reconstruction_err_ = quantized.reconstruction_err_
         self.relative_error_ = quantized.relative_error_
-        residual = float(np.linalg.norm(X_checked - inner._approximation()))
-        self.unquantized_error_ = relative_error(
-            residual, float(np.linalg.norm(X_checked))
-        )
+        residual, norm, _ = frobenius_errors(X_checked, inner._approximation())
+        self.unquantized_error_ = relative_error(residual, norm)
         progress(
             f"relative error {self.relative_error_:.3e} quantized, "
             f"{self.unquantized_error_:.3e} before"

@@ -39,7 +39,13 @@ def _nested_order(tree, n_factors):
         split = leaves[-1]
         return [split, *left, *walk(node[1])]
 
-    order = walk(tree)
+    try:
+        order = walk(tree)
+    except RecursionError:
+        raise ValueError(
+            "tree is nested too deeply: a nested pair of factor indices has at "
+            "most n_factors leaves."
+        ) from None
     if leaves != list(range(n_factors)):
         raise ValueError(
             f"tree must have the factor indices 0..{n_factors - 1} as leaves, in "

@@ -11,6 +11,7 @@ from sklearn.utils import check_random_state
 
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._patterns import architecture
+from skbutterfly._scaling import frobenius_norm, peak_exponent, scale_pow2
 from skbutterfly._supports import lower_triangular_support, upper_triangular_support
 from skbutterfly._validation import (
     check_matrix,
@@ -49,6 +50,12 @@ def hadamard(n: int, dtype=np.float64) -> np.ndarray:
            [ 1., -1.]])
     """
     n = check_power_of_two(n)
+    kind = np.dtype(dtype).kind
+    if kind not in "ifc":
+        raise TypeError(
+            "dtype must be a signed integer, floating or complex dtype (entries "
+            f"are -1 and 1), got dtype={np.dtype(dtype)}."
+        )
     # Allocate first: an impossible size fails here with MemoryError at once.
     out = np.empty((n, n), dtype=dtype)
     out[0, 0] = 1
@@ -286,11 +293,17 @@ def add_noise(A, level: float, *, random_state=None) -> np.ndarray:
     E = rng.standard_normal(A.shape)
     if A.dtype.kind == "c":
         E = E + 1j * rng.standard_normal(A.shape)
-    # Norms of huge entries overflow: factor the largest magnitude out first.
-    peak = float(np.abs(A).max())
-    norm_A = peak * np.linalg.norm(A / peak) if peak > 0 else 0.0
-    E *= level * norm_A / np.linalg.norm(E)
-    return (A + E).astype(A.dtype)
+    # Norms of huge entries overflow: at the scale of A brought near one.
+    exponent = peak_exponent(A)
+    E *= level * frobenius_norm(scale_pow2(A, -exponent)) / frobenius_norm(E)
+    with np.errstate(over="ignore", invalid="ignore"):
+        noisy = (A + scale_pow2(E, exponent)).astype(A.dtype)
+    if not np.isfinite(noisy).all():
+        raise ValueError(
+            f"level={level!r} makes the noisy matrix overflow {A.dtype}: the "
+            "noise is level * ||A||_F in Frobenius norm."
+        )
+    return noisy
 
 
 def rank_one_completion_instance(A, mask):

@@ -38,6 +38,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._base import BaseFactorizer, relative_error
+from skbutterfly._scaling import frobenius_errors
 from skbutterfly._validation import check_matrix
 from skbutterfly._warnings import PoorFitWarning, external_stacklevel
 
@@ -75,7 +76,8 @@ def _errors(estimator, X):
             f"n_samples={X.shape[0]}, n_features={X.shape[1]}. Use "
             "cv=WholeMatrixSplit() in the search."
         )
-    return float(np.linalg.norm(X - X_hat)), float(np.linalg.norm(X)), X.dtype
+    error, norm, _ = frobenius_errors(X, X_hat)
+    return error, norm, X.dtype
 
 
 def neg_relative_error(estimator, X, y=None) -> float:

@@ -611,3 +611,46 @@ def test_als_verbose_prints_starts_and_iterations(capsys):
     assert "start 2/2 (random): 2 iterations" in first
     assert "iteration" not in first.replace("iterations", "")
     assert "start 2: iteration 2, relative error" in second
+
+
+def _slowly_decaying(n, dtype, seed):
+    """A matrix with singular values 1/sqrt(i): subspace iteration is slow there."""
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    s = (1 + 1e-3 * rng.standard_normal(n)) / np.sqrt(np.arange(1, n + 1))
+    return ((U * s) @ V.T).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_certificate_holds_on_slowly_decaying_spectra(dtype):
+    """certified_optimal: the error equals the SVD optimum to 16 unit roundoffs."""
+    eps = np.finfo(dtype).eps
+    for seed in range(4):
+        A = _slowly_decaying(64, dtype, seed)
+        A64 = A.astype(np.float64)
+        spectrum = np.linalg.svd(A64, compute_uv=False)
+        for r in (1, 2, 4):  # blocks whose short side exceeds 16: iterative SVD
+            W, H, info = fsmf(A, np.ones((64, r)), np.ones((r, 64)))
+            assert info.certified_optimal, info.certificate
+            optimum = np.sqrt(np.sum(spectrum[r:] ** 2))
+            error = np.linalg.norm(A64 - W.astype(np.float64) @ H.astype(np.float64))
+            assert abs(error - optimum) <= 16 * eps * np.linalg.norm(A64)
+            assert abs(info.error - error) <= 16 * eps * np.linalg.norm(A64)
+
+
+def test_unconverged_blocks_withhold_the_certificate(monkeypatch):
+    """With the exact fallback disabled and one iteration, nothing is certified."""
+    import skbutterfly._fsmf_exact as exact
+
+    monkeypatch.setattr(exact, "SVD_MAX_ITER", 1)
+    monkeypatch.setattr(exact, "REDO_RTOL", np.inf)
+    A = _slowly_decaying(64, np.float64, 0)
+    with pytest.warns(ConvergenceWarning, match="certificate is withheld"):
+        _, _, info = fsmf(A, np.ones((64, 2)), np.ones((2, 64)))
+    assert info.method == "exact" and not info.certified_optimal
+    assert "withheld" in info.certificate
+    assert info.error > info.optimal_error
+    # The fallback on (the default) certifies the same problem.
+    monkeypatch.setattr(exact, "REDO_RTOL", 2)
+    assert fsmf(A, np.ones((64, 2)), np.ones((2, 64)))[2].certified_optimal

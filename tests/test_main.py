@@ -378,3 +378,68 @@ def test_factorize_with_row_permutations(tmp_path, capsys):
     assert "--row-permutation" in _one_line_error(capsys.readouterr().err)
     assert main([*argv, "--row-permutation", str(tmp_path / "none.npy")]) == 1
     assert "cannot read permutation" in _one_line_error(capsys.readouterr().err)
+
+
+def test_factorize_precision_writes_the_compact_file_and_info_shows_it(
+    tmp_path, capsys
+):
+    A = random_butterfly(256, random_state=0).toarray()
+    source = tmp_path / "a.npy"
+    np.save(source, A)
+    plain, compact = tmp_path / "plain.npz", tmp_path / "compact.npz"
+    assert main(["factorize", str(source), "--out", str(plain)]) == 0
+    argv = ["factorize", str(source), "--out", str(compact), "--precision"]
+    assert main([*argv, "float8_e4m3"]) == 0
+    assert os.path.getsize(compact) <= 0.17 * os.path.getsize(plain)
+    assert load(compact).format is not None
+    capsys.readouterr()
+    assert main(["info", str(compact)]) == 0
+    printed = capsys.readouterr().out
+    size = os.path.getsize(compact)
+    assert "value format: FloatFormat(t=4, emin=-6, emax=8" in printed
+    assert f"file: {size} bytes, {size / load(compact).nnz:.2f} bytes per" in printed
+    assert main(["info", str(plain)]) == 0
+    assert "value format: not recorded" in capsys.readouterr().out
+
+
+def test_factorize_refuses_to_overwrite_its_input(tmp_path, capsys):
+    path = tmp_path / "h.npz"  # a .npy file under the output's suffix
+    with open(path, "wb") as fh:
+        np.save(fh, hadamard(16))
+    before = path.read_bytes()
+    assert main(["factorize", str(path), "--out", str(path)]) == 1
+    assert "--out" in _one_line_error(capsys.readouterr().err)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["demo", "--size", str(2**40)], ["factorize", "HUGE"]],
+    ids=["demo", "factorize-npy"],
+)
+def test_memory_error_is_one_line(tmp_path, argv):
+    """A size too large for memory ends in one line on stderr, exit code 1."""
+    huge = tmp_path / "huge.npy"
+    with open(huge, "wb") as fh:  # a 128-byte header declaring 2**17 x 2**17
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f8", "fortran_order": False, "shape": (2**17, 2**17)}
+        )
+        fh.write(b"\0" * 64)
+    argv = [str(huge) if a == "HUGE" else a for a in argv]
+    if argv[0] == "factorize":
+        argv += ["--out", str(tmp_path / "o.npz")]
+    code = (
+        "import resource, sys; "
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+        "from skbutterfly.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 1, result.stderr
+    _one_line_error(result.stderr)

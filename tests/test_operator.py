@@ -4,6 +4,7 @@ References are independent of the product code: dense products of
 ``ks_to_dense`` factors, explicit radix-2 FFT factors, ``scipy.linalg``.
 """
 
+import json
 import os
 import tracemalloc
 import zipfile
@@ -524,3 +525,127 @@ def test_astype_refuses_losing_imaginary_parts_and_odd_dtypes():
     for dtype in (np.int64, np.float16, bool):
         with pytest.raises(TypeError, match="dtype must be"):
             B.astype(dtype)
+
+
+# ----------------------------------------------------------------------------
+# Compact storage of quantized operators (file version 2)
+# ----------------------------------------------------------------------------
+
+
+def _bits(B):
+    return [np.ascontiguousarray(K).view(np.uint8) for K in B.factors]
+
+
+@pytest.mark.parametrize(
+    "fmt, scale, encoding, ratio",
+    [
+        ("bfloat16", 1.0, "float16", 0.30),  # float16 holds these values too
+        ("bfloat16", 2.0**60, "bfloat16", 0.30),  # beyond float16's range
+        ("float16", 1.0, "float16", 0.30),
+        ("float8_e4m3", 1.0, "float8_e4m3", 0.17),
+        ("float8_e5m2", 1.0, "float8_e5m2", 0.17),
+        (3, 1.0, "float8_e5m2", 0.17),  # unbounded t = 3, values in e5m2's range
+        (8, 2.0**-60, "bfloat16", 0.30),
+        (20, 1.0, "float32", 0.55),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("complex_", [False, True], ids=["real", "complex"])
+def test_quantized_file_is_compact_and_bit_exact(
+    tmp_path, fmt, scale, encoding, ratio, complex_
+):
+    from skbutterfly import quantize_butterfly
+
+    dtype = np.complex128 if complex_ else np.float64
+    B = random_butterfly(256, dtype=dtype, random_state=0)
+    B = ButterflyMatrix([B.factors[0] * scale, *B.factors[1:]])
+    Q = quantize_butterfly(B, fmt, heuristic="rtn")
+    assert Q.format is not None
+    plain, compact = tmp_path / "plain.npz", tmp_path / "compact.npz"
+    ButterflyMatrix(Q.factors, perm=Q.perm, shape=Q.shape).save(plain)
+    Q.save(compact)
+    assert os.path.getsize(compact) <= ratio * os.path.getsize(plain)
+    with np.load(compact) as data:
+        header = json.loads(data["header"].item())
+        assert header["encoding"] == encoding
+        assert header["value_format"]["t"] == Q.format.t
+        assert data["values"].size == Q.nnz * (2 if complex_ else 1)
+    loaded = load(compact)
+    assert loaded.format == Q.format and loaded.dtype == Q.dtype
+    for a, b in zip(_bits(loaded), _bits(Q)):
+        np.testing.assert_array_equal(a, b)
+    # The version 1 file (no format recorded) loads too, also bit for bit.
+    old = load(plain)
+    assert old.format is None
+    for a, b in zip(_bits(old), _bits(Q)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float8_codes_cover_every_finite_value(tmp_path):
+    """Every finite float8 value (signed zeros, subnormals, the largest) survives."""
+    from skbutterfly._formats import PRESETS, round_to_format
+
+    for name, top in (("float8_e4m3", 448.0), ("float8_e5m2", 57344.0)):
+        fmt = PRESETS[name]
+        grid = np.unique(round_to_format(np.geomspace(1e-9, top, 4000), fmt))
+        values = np.concatenate([grid, -grid, [0.0, -0.0]])
+        values = np.resize(values, 2 * 4 * (values.size // 8 + 1))
+        K = values.reshape(1, 2, -1, 1)[:, :, :4]
+        B = ButterflyMatrix([K], format=fmt)
+        B.save(tmp_path / "b.npz")
+        loaded = load(tmp_path / "b.npz")
+        np.testing.assert_array_equal(_bits(loaded)[0], _bits(B)[0])
+        with np.load(tmp_path / "b.npz") as data:
+            assert data["values"].dtype == np.uint8
+
+
+def test_format_must_hold_the_values():
+    K = np.full((1, 2, 2, 1), 1 + 2.0**-20)
+    with pytest.raises(ValueError, match="not exactly representable in format"):
+        ButterflyMatrix([K], format="bfloat16")
+    assert ButterflyMatrix([K], format=24).format.t == 24
+
+
+def test_copies_and_pickles_are_read_only_and_never_stale():
+    import copy
+    import pickle
+
+    B = random_butterfly(16, random_state=0)
+    x = np.arange(16.0)
+    B @ x, B @ np.ones((16, 3))  # build the cached product plans
+    for C in (copy.deepcopy(B), copy.copy(B), pickle.loads(pickle.dumps(B))):
+        for K in C.factors:
+            assert not K.flags.writeable
+            with pytest.raises(ValueError):
+                K[...] = 0
+        np.testing.assert_array_equal(C @ x, B @ x)
+        assert C._plans is not B._plans
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_row_permutation_and_format_survive_save_and_load(tmp_path, quantized, dtype):
+    from skbutterfly import quantize_butterfly
+
+    rng = np.random.default_rng(0)
+    B = random_butterfly(16, dtype=dtype, random_state=0)
+    perm, row_perm = rng.permutation(16), rng.permutation(16)
+    B = ButterflyMatrix(B.factors, perm=perm, row_perm=row_perm)
+    if quantized:
+        B = quantize_butterfly(B, "bfloat16", heuristic="rtn")
+    path = tmp_path / "b.npz"
+    B.save(path)
+    C = load(path)
+    with zipfile.ZipFile(path) as archive:
+        version = int(np.load(archive.open("version.npy")))
+    assert version == 2  # the row permutation needs the version 2 layout
+    np.testing.assert_array_equal(C.row_perm, B.row_perm)
+    np.testing.assert_array_equal(C.perm, B.perm)
+    assert (C.format is None) == (not quantized)
+    for K, L in zip(B.factors, C.factors):
+        assert K.dtype == L.dtype and np.array_equal(K, L)
+    np.testing.assert_array_equal(C.toarray(), B.toarray())
+    # Without a row permutation nor a format, the version 1 layout is kept.
+    ButterflyMatrix(B.factors, perm=B.perm).save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert int(np.load(archive.open("version.npy"))) == 1

@@ -210,3 +210,19 @@ def test_out_of_core_input_refuses_row_orderings(tmp_path):
     B = butterfly_factorize(A, permutation="bit-reversal")
     assert _relative_error(np.asarray(A), B) > 0.1
     assert _relative_error(np.asarray(A), butterfly_factorize(A)) < 1e-12
+
+
+@pytest.mark.parametrize("k", [-1000, 1000])
+def test_orderings_are_found_at_extreme_magnitudes(k):
+    # The scaling by a power of two happens before the ordering search.
+    rng = np.random.default_rng(0)
+    rows, cols = rng.permutation(32), rng.permutation(32)
+    A = random_butterfly(32, random_state=1).toarray()
+    X = np.ldexp(A[rows][:, cols], k)
+    learned = butterfly_factorize(X, row_permutation="learn", permutation="learn")
+    err = np.linalg.norm(np.ldexp(learned.toarray() - X, -k)) / np.linalg.norm(A)
+    assert err < 1e-10
+    auto = ButterflyFactorizer(row_permutation="auto", permutation="auto").fit(
+        np.ldexp(A, k)
+    )
+    assert np.isfinite(auto.relative_error_) and auto.relative_error_ < 1e-10
