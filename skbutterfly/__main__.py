@@ -30,8 +30,8 @@ from skbutterfly import __version__
 from skbutterfly._butterfly_factorizer import POOR_FIT_HINT, ButterflyFactorizer
 from skbutterfly._constants import TREES
 from skbutterfly._formats import PRESETS, check_format, native_bits, storage_bits
-from skbutterfly._hierarchical import frobenius_error
 from skbutterfly._io import load
+from skbutterfly._operator import frobenius_error
 from skbutterfly._patterns import architecture
 from skbutterfly._permutations import (
     STANDARD_CODES,

@@ -20,8 +20,10 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted
 
 from skbutterfly._formats import native_bits
+from skbutterfly._operator import frobenius_error, map_dask_chunks
 from skbutterfly._scaling import frobenius_norm
-from skbutterfly._validation import validate_estimator_input
+from skbutterfly._slabs import is_dask_array
+from skbutterfly._validation import check_matrix, validate_estimator_input
 
 
 def relative_error(error: float, norm: float) -> float:
@@ -108,4 +110,97 @@ class BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class OperatorFactorizer(BaseFactorizer):
+    """Base class of the estimators whose model is one fitted operator.
+
+    The operator :math:`\\hat X` (a :class:`~scipy.sparse.linalg.LinearOperator`
+    of the fitted matrix's shape, such as a :class:`ButterflyMatrix`) is the
+    fitted attribute named first in ``_factor_attributes``. Rows of the
+    fitted matrix are the operator's outputs, its columns its inputs:
+    ``transform`` applies it to samples, ``inverse_transform`` applies its
+    transpose, and the model error is that of :math:`\\hat X` against ``X``.
+    """
+
+    @property
+    def _fitted_operator(self):
+        return getattr(self, self._factor_attributes[0])
+
+    def transform(self, X):
+        """Apply the fitted operator to each sample: ``X @ X_hat.T``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_new, n_features)
+            Samples (rows). A Dask array gives a lazy Dask array, computed
+            chunk of rows by chunk of rows.
+
+        Returns
+        -------
+        ndarray of shape (n_samples_new, n_samples)
+            ``X_hat @ x`` for every row ``x`` of ``X``, in ``O(nnz)`` each.
+        """
+        check_is_fitted(self)
+        B = self._fitted_operator
+        if is_dask_array(X):
+            return map_dask_chunks(self.transform, X, B.shape, B.dtype, axis=1)
+        X = validate_estimator_input(self, X, reset=False)
+        dtype = np.result_type(X.dtype, B.dtype)
+        return np.asarray(B.matmat(X.T.astype(dtype))).T
+
+    def inverse_transform(self, X):
+        """Synthesise from coefficients: ``X @ X_hat``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_new, n_samples)
+            Coefficients, one row per sample (columns index the rows of the
+            fitted matrix). A Dask array gives a lazy Dask array.
+
+        Returns
+        -------
+        ndarray of shape (n_samples_new, n_features)
+            ``X @ X_hat``, computed with the adjoint operator.
+        """
+        check_is_fitted(self)
+        B = self._fitted_operator
+        if is_dask_array(X):
+            return map_dask_chunks(
+                self.inverse_transform, X, B.shape[::-1], B.dtype, axis=1
+            )
+        X = check_matrix(X, name="X")
+        m = B.shape[0]
+        if X.shape[1] != m:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but inverse_transform expects {m} "
+                "(the number of rows of the fitted matrix)."
+            )
+        dtype = np.result_type(X.dtype, B.dtype)
+        # X @ B = (B^T X^T)^T = conj(B^H conj(X)^T)^T.
+        return np.conj(np.asarray(B.H.matmat(np.conj(X.T).astype(dtype)))).T
+
+    def _approximation(self):
+        return self._fitted_operator.toarray()
+
+    def _stored_values(self):
+        return self._fitted_operator.nnz, self._fitted_operator.dtype
+
+    def _error(self, X):
+        B = self._fitted_operator
+        if X.shape[0] != B.shape[0]:
+            raise ValueError(
+                f"X must have the fitted shape, got n_samples={X.shape[0]}, "
+                f"n_features={X.shape[1]}; expected n_samples={B.shape[0]}."
+            )
+        return frobenius_error(X, B)
+
+    @property
+    def _n_features_out(self):
+        return self._fitted_operator.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
         return tags

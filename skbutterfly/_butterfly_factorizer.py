@@ -9,20 +9,15 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
-from skbutterfly._base import BaseFactorizer
+from skbutterfly._base import OperatorFactorizer
 from skbutterfly._constants import PADDINGS, TREES
-from skbutterfly._hierarchical import (
-    factorize_with_error,
-    frobenius_error,
-    plan_factorization,
-)
-from skbutterfly._operator import map_dask_chunks
+from skbutterfly._hierarchical import factorize_with_error, plan_factorization
 from skbutterfly._progress import Progress
 from skbutterfly._quantize import quantize_butterfly
-from skbutterfly._slabs import is_dask_array, slab_source
-from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._slabs import slab_source
+from skbutterfly._validation import validate_estimator_input
 from skbutterfly._warnings import warn_if_poor_fit
 
 # What usually helps a poor butterfly fit (user guide, "Choosing a model").
@@ -33,7 +28,7 @@ POOR_FIT_HINT = (
 )
 
 
-class ButterflyFactorizer(BaseFactorizer):
+class ButterflyFactorizer(OperatorFactorizer):
     """Approximate a matrix by a fast butterfly operator.
 
     ``fit(X)`` finds sparse factors and row and column permutations with
@@ -225,77 +220,8 @@ default="balanced"
         )
         return self
 
-    def transform(self, X):
-        """Apply the fitted operator to each sample: ``X @ X_hat.T``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples_new, n_features)
-            Samples (rows). A Dask array gives a lazy Dask array, computed
-            chunk of rows by chunk of rows.
-
-        Returns
-        -------
-        ndarray of shape (n_samples_new, n_samples)
-            ``X_hat @ x`` for every row ``x`` of ``X``, in ``O(nnz)`` each.
-        """
-        check_is_fitted(self)
-        if is_dask_array(X):
-            B = self.butterfly_
-            return map_dask_chunks(self.transform, X, B.shape, B.dtype, axis=1)
-        X = validate_estimator_input(self, X, reset=False)
-        dtype = np.result_type(X.dtype, self.butterfly_.dtype)
-        return np.asarray(self.butterfly_.matmat(X.T.astype(dtype))).T
-
-    def inverse_transform(self, X):
-        """Synthesise from coefficients: ``X @ X_hat``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples_new, n_samples)
-            Coefficients, one row per sample (columns index the rows of the
-            fitted matrix). A Dask array gives a lazy Dask array.
-
-        Returns
-        -------
-        ndarray of shape (n_samples_new, n_features)
-            ``X @ X_hat``, computed with the adjoint operator.
-        """
-        check_is_fitted(self)
-        m = self.butterfly_.shape[0]
-        if is_dask_array(X):
-            B = self.butterfly_
-            return map_dask_chunks(
-                self.inverse_transform, X, B.shape[::-1], B.dtype, axis=1
-            )
-        X = check_matrix(X, name="X")
-        if X.shape[1] != m:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but inverse_transform expects {m} "
-                "(the number of rows of the fitted matrix)."
-            )
-        dtype = np.result_type(X.dtype, self.butterfly_.dtype)
-        # X @ B = (B^T X^T)^T = conj(B^H conj(X)^T)^T.
-        B_H = self.butterfly_.H
-        return np.conj(np.asarray(B_H.matmat(np.conj(X.T).astype(dtype)))).T
-
-    def _approximation(self):
-        return self.butterfly_.toarray()
-
     def _stored_factors(self):
         return self.butterfly_
-
-    def _stored_values(self):
-        return self.butterfly_.nnz, self.butterfly_.dtype
-
-    def _error(self, X):
-        if X.shape[0] != self.butterfly_.shape[0]:
-            raise ValueError(
-                f"X must have the fitted shape, got n_samples={X.shape[0]}, "
-                f"n_features={X.shape[1]}; expected n_samples="
-                f"{self.butterfly_.shape[0]}."
-            )
-        return frobenius_error(X, self.butterfly_)
 
     def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
@@ -304,12 +230,3 @@ default="balanced"
         )
         quantized._set_errors(X, quantized._error(X))
         return quantized
-
-    @property
-    def _n_features_out(self):
-        return self.butterfly_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        return tags

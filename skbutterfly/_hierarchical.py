@@ -30,16 +30,14 @@ from skbutterfly._ks import (
     pair_dims,
     split_blocks,
 )
-from skbutterfly._operator import ButterflyMatrix
+from skbutterfly._operator import ButterflyMatrix, frobenius_error
 from skbutterfly._orderings import learn_orderings
 from skbutterfly._parallel import map_chunks
 from skbutterfly._patterns import architecture, fuse_patterns
 from skbutterfly._permutations import auto_candidates, permutation_candidates
 from skbutterfly._progress import Progress
 from skbutterfly._scaling import (
-    frobenius_norm,
     ldexp_or_inf,
-    peak_exponent,
     scale_pow2,
     scaling_exponent,
     split_exponent,
@@ -58,8 +56,6 @@ from skbutterfly._validation import check_matrix
 # Below this many blocks a split runs as one call (joblib would cost more).
 _MIN_CHUNK = 256
 
-# Columns of the operator evaluated at once when measuring an error.
-_ERROR_CHUNK = 256
 # Default accuracy of the block SVDs of large blocks (subspace iteration).
 _SVD_TOL = 1e-3
 # Entries of the block products formed at once by _root_error.
@@ -383,21 +379,6 @@ def _root_error(factors, root_blocks, split):
         np.subtract(root_blocks[lo:hi], out, out=out)
         total += float(np.vdot(out, out).real)
     return float(np.sqrt(total))
-
-
-def frobenius_error(A, B):
-    """``||A - B||_F`` for a dense ``A`` and an operator, by column chunks."""
-    m, n = A.shape
-    # At the scale of A brought near one (exact): no square under- or overflows.
-    exponent = peak_exponent(A)
-    total = 0.0
-    for lo in range(0, n, _ERROR_CHUNK):
-        hi = min(n, lo + _ERROR_CHUNK)
-        eye = np.zeros((n, hi - lo), dtype=B.dtype)
-        eye[np.arange(lo, hi), np.arange(hi - lo)] = 1
-        residual = scale_pow2(A[:, lo:hi], -exponent) - scale_pow2(B @ eye, -exponent)
-        total += frobenius_norm(residual) ** 2
-    return ldexp_or_inf(float(np.sqrt(total)), exponent)
 
 
 def butterfly_factorize(

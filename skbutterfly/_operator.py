@@ -20,6 +20,7 @@ from skbutterfly._ks import (
     vector_plan,
 )
 from skbutterfly._patterns import check_chain
+from skbutterfly._scaling import frobenius_norm, ldexp_or_inf, peak_exponent, scale_pow2
 from skbutterfly._slabs import is_dask_array
 from skbutterfly._validation import check_matrix, check_permutation, check_shape
 
@@ -569,3 +570,22 @@ class ButterflyMatrix(_CheckedOperator):
 
 def _rebuild(factors, perm, shape, format):
     return ButterflyMatrix(factors, perm=perm, shape=shape, format=format)
+
+
+# Columns of the operator evaluated at once when measuring an error.
+ERROR_CHUNK = 256
+
+
+def frobenius_error(A, B):
+    """``||A - B||_F`` for a dense ``A`` and an operator, by column chunks."""
+    m, n = A.shape
+    # At the scale of A brought near one (exact): no square under- or overflows.
+    exponent = peak_exponent(A)
+    total = 0.0
+    for lo in range(0, n, ERROR_CHUNK):
+        hi = min(n, lo + ERROR_CHUNK)
+        eye = np.zeros((n, hi - lo), dtype=B.dtype)
+        eye[np.arange(lo, hi), np.arange(hi - lo)] = 1
+        residual = scale_pow2(A[:, lo:hi], -exponent) - scale_pow2(B @ eye, -exponent)
+        total += frobenius_norm(residual) ** 2
+    return ldexp_or_inf(float(np.sqrt(total)), exponent)

@@ -10,19 +10,17 @@ import copy
 from math import ceil
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
-from skbutterfly._base import BaseFactorizer
+from skbutterfly._base import OperatorFactorizer
 from skbutterfly._formats import round_to_format
 from skbutterfly._progress import Progress
 from skbutterfly._projections import CONSTRAINT_NAMES
 from skbutterfly._quantize import quantize_factors
 from skbutterfly._sparse_factorize import STRATEGIES, sparse_factorize
 from skbutterfly._sparse_product import SparseProduct
-from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._validation import validate_estimator_input
 from skbutterfly._warnings import warn_if_poor_fit
 
 POOR_FIT_HINT = (
@@ -55,7 +53,7 @@ def _quantized_product(P, fmt, method, heuristic, n_jobs):
     return SparseProduct(out)
 
 
-class SparseFactorizer(BaseFactorizer):
+class SparseFactorizer(OperatorFactorizer):
     """Approximate a matrix by a product of sparse factors with learned supports.
 
     ``fit(X)`` finds :math:`X \\approx \\hat X = S_1 S_2 \\cdots S_J`, every
@@ -231,66 +229,8 @@ default="rowcol"
         )
         return self
 
-    def transform(self, X):
-        """Apply the fitted operator to each sample: ``X @ X_hat.T``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples_new, n_features)
-            Samples (rows).
-
-        Returns
-        -------
-        ndarray of shape (n_samples_new, n_samples)
-            ``X_hat @ x`` for every row ``x`` of ``X``, in ``O(nnz)`` each.
-        """
-        check_is_fitted(self)
-        X = validate_estimator_input(self, X, reset=False)
-        dtype = np.result_type(X.dtype, self.product_.dtype)
-        return np.asarray(self.product_.matmat(X.T.astype(dtype))).T
-
-    def inverse_transform(self, X):
-        """Synthesise from coefficients: ``X @ X_hat``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples_new, n_samples)
-            Coefficients, one row per sample.
-
-        Returns
-        -------
-        ndarray of shape (n_samples_new, n_features)
-            ``X @ X_hat``, computed with the adjoint operator.
-        """
-        check_is_fitted(self)
-        m = self.product_.shape[0]
-        X = check_matrix(X, name="X")
-        if X.shape[1] != m:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but inverse_transform expects {m} "
-                "(the number of rows of the fitted matrix)."
-            )
-        dtype = np.result_type(X.dtype, self.product_.dtype)
-        # X @ P = conj(P^H conj(X)^T)^T.
-        return np.conj(np.asarray(self.product_.H.matmat(np.conj(X.T).astype(dtype)))).T
-
-    def _approximation(self):
-        return self.product_.toarray()
-
     def _stored_factors(self):
         return tuple(F.data for F in self.product_.factors)
-
-    def _stored_values(self):
-        return self.product_.nnz, self.product_.dtype
-
-    def _error(self, X):
-        if X.shape[0] != self.product_.shape[0]:
-            raise ValueError(
-                f"X must have the fitted shape, got n_samples={X.shape[0]}, "
-                f"n_features={X.shape[1]}; expected n_samples="
-                f"{self.product_.shape[0]}."
-            )
-        return float(np.linalg.norm(X - self.product_.toarray()))
 
     def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
@@ -299,12 +239,3 @@ default="rowcol"
         )
         quantized._set_errors(X, quantized._error(X))
         return quantized
-
-    @property
-    def _n_features_out(self):
-        return self.product_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        return tags
