@@ -134,12 +134,13 @@ DASK = COMMON + textwrap.dedent(
         factors = sum(K_.nbytes for K_ in B_dask.factors)
         # The two factors of the root split (what its slabs compute).
         from skbutterfly import architecture
-        from skbutterfly._hierarchical import _fused
+        from skbutterfly._split import fused_range
         from skbutterfly._trees import split_order
         patterns = architecture((n, n)).patterns
         i = split_order("balanced", len(patterns))[0]
         last = len(patterns) - 1
-        root = (_fused(patterns, 0, i).nnz + _fused(patterns, i + 1, last).nnz) * 8
+        left, right = fused_range(patterns, 0, i), fused_range(patterns, i + 1, last)
+        root = (left.nnz + right.nnz) * 8
         print(json.dumps({"dask": t_dask, "memory": t_memory,
                           "generate": t_generate, "diff": diff,
                           "received": received[0], "factors": factors,

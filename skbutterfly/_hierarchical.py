@@ -14,27 +14,16 @@ whose two factors become the targets of the children
 # SPDX-License-Identifier: BSD-3-Clause
 
 import functools
-import itertools
 from dataclasses import dataclass
-from functools import partial
 from numbers import Real
 
 import numpy as np
-from sklearn.utils import check_random_state
 
-from skbutterfly._block_svd import low_rank_blocks
-from skbutterfly._ks import (
-    class_blocks,
-    fuse_values,
-    merge_blocks,
-    pair_dims,
-    split_blocks,
-)
+from skbutterfly._ks import class_blocks, fuse_values, split_blocks
 from skbutterfly._operator import ButterflyMatrix, frobenius_error
-from skbutterfly._orderings import learn_orderings
-from skbutterfly._parallel import map_chunks
-from skbutterfly._patterns import architecture, fuse_patterns
-from skbutterfly._permutations import auto_candidates, permutation_candidates
+from skbutterfly._orderings import AUTO_KEEP, SEARCHES, ordering_pairs, screen_pairs
+from skbutterfly._patterns import architecture
+from skbutterfly._permutations import permutation_candidates
 from skbutterfly._progress import Progress
 from skbutterfly._scaling import (
     ldexp_or_inf,
@@ -42,199 +31,21 @@ from skbutterfly._scaling import (
     scaling_exponent,
     split_exponent,
 )
-from skbutterfly._slabs import (
-    SlabSource,
-    factor_job,
-    is_dask_array,
-    map_slabs,
-    residual_job,
-    slab_source,
+from skbutterfly._slabs import SlabSource, root_split_slabs, slab_error, slab_source
+from skbutterfly._split import (
+    fused_range,
+    gather_root_blocks,
+    left_normalize,
+    right_normalize,
+    split_step,
 )
 from skbutterfly._trees import split_order
 from skbutterfly._validation import check_matrix
-
-# Below this many blocks a split runs as one call (joblib would cost more).
-_MIN_CHUNK = 256
 
 # Default accuracy of the block SVDs of large blocks (subspace iteration).
 _SVD_TOL = 1e-3
 # Entries of the block products formed at once by _root_error.
 _ERROR_ENTRIES = 1 << 20
-
-
-# ----------------------------------------------------------------------------
-# Two-factor step and orthonormalisation on 4-D values
-# ----------------------------------------------------------------------------
-
-
-def _herm(X):
-    return np.conj(np.swapaxes(X, -1, -2))
-
-
-def _thin_qr(M):
-    """``M = Q T`` for a stack of ``(m, r)`` blocks, ``Q`` of ``M``'s shape.
-
-    With ``m < r`` the last ``r - m`` columns of ``Q`` (rows of ``T``) are
-    zero. Rank one is a normalisation (zero columns stay zero).
-    """
-    m, r = M.shape[-2:]
-    if r == 1:
-        norm = np.linalg.norm(M, axis=-2, keepdims=True)
-        return M / np.where(norm > 0, norm, 1), norm.astype(M.dtype)
-    Q, T = np.linalg.qr(M)
-    if m < r:
-        Q = np.concatenate([Q, np.zeros((*Q.shape[:-1], r - m), Q.dtype)], axis=-1)
-        T = np.concatenate([T, np.zeros((*T.shape[:-2], r - m, r), T.dtype)], -2)
-    return Q, T
-
-
-def _left_normalize(K1, K2):
-    """Orthonormalise the class blocks of ``K1``, pushing ``T`` into ``K2``."""
-    U, V = class_blocks(K1, K2)
-    Q, T = _thin_qr(U)
-    return merge_blocks(Q, T @ V, K1.shape, K2.shape)
-
-
-def _right_normalize(K1, K2):
-    """Orthonormalise the class blocks of ``K2`` (rows), pushing into ``K1``."""
-    U, V = class_blocks(K1, K2)
-    Q, T = _thin_qr(_herm(V))
-    return merge_blocks(U @ _herm(T), _herm(Q), K1.shape, K2.shape)
-
-
-def _split_factors(blocks, rank, orthonormalize, svd_tol, n_jobs):
-    """Class blocks of the two factors of a split, from its stacked blocks.
-
-    ``blocks`` has shape ``(n_classes, b1, c2)``; returns ``U`` of shape
-    ``(n_classes, b1, rank)`` and ``V`` of shape ``(n_classes, rank, c2)``:
-    ``U`` (orthonormal) and ``U^H B`` with orthonormalisation, ``U sqrt(S)``
-    and ``sqrt(S) V^H`` without. Each block's result depends on that block
-    alone, so any subset of the classes can be solved apart.
-    """
-    # Plain power steps: the stopping rule bounds the error whatever the
-    # convergence rate, and exact blocks converge at the first step.
-    solve = partial(low_rank_blocks, rank=rank, tol=svd_tol, oversampling=0)
-    U, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=_MIN_CHUNK)
-    if not orthonormalize:
-        root = np.sqrt(np.linalg.norm(R, axis=-1))
-        U = U * root[..., None, :].astype(U.dtype)
-        R = R / np.where(root > 0, root, 1)[..., None].astype(R.dtype)
-    k = U.shape[-1]
-    if k < rank:
-        U = np.concatenate([U, np.zeros((*U.shape[:-1], rank - k), U.dtype)], -1)
-        R = np.concatenate(
-            [R, np.zeros((R.shape[0], rank - k, R.shape[-1]), R.dtype)], -2
-        )
-    return U, R
-
-
-def _split(blocks, left, right, orthonormalize, svd_tol, n_jobs):
-    """Two-factor step (Zheng et al., arXiv:2110.01235) on the stacked blocks of a node.
-
-    ``blocks`` has shape ``(n_classes, b1, c2)`` in the order of
-    :func:`split_blocks`. Returns the values of the left and the right
-    factor (see :func:`_split_factors`).
-    """
-    a1, b1, alpha, r, delta, c2, d2 = pair_dims(left, right)
-    U, R = _split_factors(blocks, r, orthonormalize, svd_tol, n_jobs)
-    U = U.reshape(a1, delta, alpha, d2, b1, r)
-    R = R.reshape(a1, delta, alpha, d2, r, c2)
-    return merge_blocks(U, R, left, right)
-
-
-def _root_split_slabs(
-    source, perm, left, right, orthonormalize, svd_tol, n_jobs, working_memory, progress
-):
-    """The root split of an out-of-core matrix, slab by slab.
-
-    Each slab of whole column groups of the root target holds whole blocks
-    (:mod:`skbutterfly._slabs`); its classes are solved on their own and
-    only their factors are kept, then assembled as :func:`_split` would.
-    Records :math:`\\|A\\|_F^2` on ``source``.
-    """
-    _, b1, alpha, r, delta, c2, _ = pair_dims(left, right)
-    solve = partial(
-        _split_factors,
-        rank=r,
-        orthonormalize=orthonormalize,
-        svd_tol=svd_tol,
-        n_jobs=None if is_dask_array(source.data) else n_jobs,
-    )
-    parts = map_slabs(
-        source,
-        perm,
-        (left.shape[0], right.shape[1]),
-        delta,
-        c2,
-        factor_job,
-        lambda g0, g1: (solve,),
-        working_memory=working_memory,
-        progress=progress,
-    )
-    source.sq_norm = sum(sq for _, sq in parts)
-    U = np.concatenate([u.reshape(delta, -1, b1, r) for (u, _), _ in parts], axis=1)
-    R = np.concatenate([v.reshape(delta, -1, r, c2) for (_, v), _ in parts], axis=1)
-    return merge_blocks(
-        U.reshape(1, delta, alpha, 1, b1, r),
-        R.reshape(1, delta, alpha, 1, r, c2),
-        left,
-        right,
-    )
-
-
-def _slab_error(source, factors, patterns, perm, split, working_memory, progress):
-    """``||A - B||_F`` for an out-of-core ``A``: one more pass over its slabs.
-
-    The model's class blocks at the root split are those of the fused left
-    and right parts (as in :func:`_root_error`); each slab's residual is
-    formed on its entries only (padding excluded).
-    """
-    left = functools.reduce(fuse_values, factors[: split + 1])
-    right = functools.reduce(fuse_values, factors[split + 1 :])
-    U, V = class_blocks(left, right)
-    U, V = U[0, :, :, 0], V[0, :, :, 0]
-    delta, _, b1, r = U.shape
-    c2 = V.shape[-1]
-    parts = map_slabs(
-        source,
-        perm,
-        (patterns[0].shape[0], patterns[-1].shape[1]),
-        delta,
-        c2,
-        residual_job,
-        lambda g0, g1: (
-            U[:, g0:g1].reshape(-1, b1, r),
-            V[:, g0:g1].reshape(-1, r, c2),
-        ),
-        working_memory=working_memory,
-        progress=progress,
-    )
-    return float(np.sqrt(sum(parts)))
-
-
-def _root_blocks(A, perm, row_perm, left, right, select=None):
-    """Blocks of the root split, gathered from ``A`` in one pass.
-
-    The root target is ``A_padded[row_perm][:, perm]`` (pattern
-    ``(1, M, N, 1)``); this builds its stacked blocks (as
-    ``split_blocks(...).reshape(-1, b1, c2)`` would) without forming the
-    padded or the permuted matrix. Rows and columns past ``A``'s shape are
-    zeros. ``select`` (indices into that stack) gathers only those blocks.
-    """
-    _, b1, alpha, _, delta, c2, _ = pair_dims(left, right)
-    m, n = A.shape
-    rows = np.arange(b1)[None, :] * delta + np.arange(delta)[:, None]
-    if row_perm is not None:
-        rows = row_perm[rows]
-    cols = (np.arange(alpha * c2) if perm is None else perm).reshape(alpha, c2)
-    if select is None:
-        select = np.arange(delta * alpha)
-    rows, cols = rows[select // alpha], cols[select % alpha]
-    rows_ok, cols_ok = rows < m, cols < n
-    blocks = A[np.minimum(rows, m - 1)[:, :, None], np.minimum(cols, n - 1)[:, None, :]]
-    if not (rows_ok.all() and cols_ok.all()):
-        blocks *= rows_ok[:, :, None] & cols_ok[:, None, :]
-    return blocks
 
 
 @dataclass
@@ -254,21 +65,17 @@ class _Node:
     normal: str | None = None
 
 
-def _fused(patterns, start, stop):
-    return functools.reduce(fuse_patterns, patterns[start : stop + 1])
-
-
 def _move_centre(nodes, centre):
     """Orthonormalise every node left and right of ``nodes[centre]`` (§2.7)."""
     for j in range(centre):
         if nodes[j].normal != "left":
-            nodes[j].values, nodes[j + 1].values = _left_normalize(
+            nodes[j].values, nodes[j + 1].values = left_normalize(
                 nodes[j].values, nodes[j + 1].values
             )
             nodes[j].normal, nodes[j + 1].normal = "left", None
     for j in range(len(nodes) - 1, centre, -1):
         if nodes[j].normal != "right":
-            nodes[j - 1].values, nodes[j].values = _right_normalize(
+            nodes[j - 1].values, nodes[j].values = right_normalize(
                 nodes[j - 1].values, nodes[j].values
             )
             nodes[j].normal, nodes[j - 1].normal = "right", None
@@ -298,7 +105,7 @@ def _factorize_chain(
         (pattern,) = patterns
         if isinstance(A, SlabSource):
             A = A.toarray()
-        target = _root_blocks(A, perm, row_perm, pattern, pattern)
+        target = gather_root_blocks(A, perm, row_perm, pattern, pattern)
         return [target.reshape(pattern)], None
     nodes = [_Node(0, n_factors - 1, None)]
     root_blocks = None
@@ -307,10 +114,10 @@ def _factorize_chain(
         if orthonormalize:
             _move_centre(nodes, k)
         node = nodes[k]
-        left = _fused(patterns, node.start, i)
-        right = _fused(patterns, i + 1, node.stop)
+        left = fused_range(patterns, node.start, i)
+        right = fused_range(patterns, i + 1, node.stop)
         if node.values is None and isinstance(A, SlabSource):
-            K1, K2 = _root_split_slabs(
+            K1, K2 = root_split_slabs(
                 A,
                 perm,
                 left,
@@ -323,14 +130,15 @@ def _factorize_chain(
             )
         else:
             if node.values is None:
-                blocks = root_blocks = _root_blocks(A, perm, row_perm, left, right)
+                blocks = gather_root_blocks(A, perm, row_perm, left, right)
+                root_blocks = blocks
             else:
                 b1, c2 = left.b, right.c
                 blocks = split_blocks(node.values, left, right).reshape(-1, b1, c2)
             # Free the node's target before its children are built.
             node.values = None
             n_blocks = blocks.shape[0]
-            K1, K2 = _split(blocks, left, right, orthonormalize, svd_tol, n_jobs)
+            K1, K2 = split_step(blocks, left, right, orthonormalize, svd_tol, n_jobs)
             del blocks
             progress(
                 f"split {step}/{n_factors - 1}: F_{node.start + 1}..F_{i + 1} | "
@@ -599,7 +407,7 @@ def plan_factorization(
     order = split_order(tree, len(arch))
     orderings = tuple(
         spec
-        if isinstance(spec, str) and spec in _SEARCHES
+        if isinstance(spec, str) and spec in SEARCHES
         else permutation_candidates(spec, n, name)
         for spec, n, name in (
             (row_permutation, arch.padded_shape[0], "row_permutation"),
@@ -607,15 +415,6 @@ def plan_factorization(
         )
     )
     return arch, order, orderings
-
-
-# The orderings found from the matrix: a search over candidates, a learning.
-_SEARCHES = ("auto", "learn")
-
-# Candidate pairs of "auto" factorized in full after the screening, and the
-# number of blocks of the first split on which the screening measures them.
-_AUTO_KEEP = 3
-_SCREEN_BLOCKS = 32
 
 
 def factorize_with_error(
@@ -665,9 +464,11 @@ def factorize_with_error(
     if not isinstance(A, SlabSource):
         exponent = scaling_exponent(A)
         A = scale_pow2(A, -exponent)
-    pairs = _ordering_pairs(A, arch, orderings, random_state)
-    if "auto" in orderings and len(pairs) > _AUTO_KEEP:
-        pairs = _screen(A, arch.patterns, order, pairs, svd_tol, n_jobs, random_state)
+    pairs = ordering_pairs(A, arch, orderings, random_state)
+    if "auto" in orderings and len(pairs) > AUTO_KEEP:
+        pairs = screen_pairs(
+            A, arch.patterns, order, pairs, svd_tol, n_jobs, random_state
+        )
     padded = tuple(arch.padded_shape) != A.shape
     progress = Progress("butterfly_factorize", verbose)
     progress(
@@ -692,7 +493,7 @@ def factorize_with_error(
             best = factors, perm, row_perm
             break
         if isinstance(A, SlabSource) and len(factors) > 1:
-            error = _slab_error(
+            error = slab_error(
                 A, factors, arch.patterns, perm, order[0], working_memory, progress
             )
         elif isinstance(A, SlabSource) or padded:
@@ -716,69 +517,3 @@ def factorize_with_error(
     return B, (None if best_error == np.inf else ldexp_or_inf(best_error, exponent))
 
 
-def _ordering_pairs(A, arch, orderings, random_state):
-    """Candidate ``(row_perm, perm)`` pairs of planned ``orderings``.
-
-    ``"learn"`` on a side gives one pair (the other side must be one
-    permutation); ``"auto"`` the candidates of :func:`auto_candidates`;
-    with candidates on both sides, all combinations.
-    """
-    M, N = arch.padded_shape
-    names = ("row_permutation", "permutation")
-    if "learn" in orderings:
-        if M != N or N & (N - 1):
-            raise ValueError(
-                "'learn' needs a square architecture of power-of-two size, got "
-                f"the padded shape ({M}, {N}) for n_samples={A.shape[0]}, "
-                f"n_features={A.shape[1]}."
-            )
-        bases = []
-        for spec, name in zip(orderings, names):
-            if spec == "learn":
-                bases.append(np.arange(N))
-            elif spec == "auto" or len(spec) != 1:
-                raise ValueError(
-                    f"with 'learn' on the other side, {name} must be one "
-                    f"permutation (None, a name or an index array), got "
-                    f"{'auto' if spec == 'auto' else f'{len(spec)} candidates'}."
-                )
-            else:
-                bases.append(np.arange(N) if spec[0] is None else spec[0])
-        padded = np.zeros((N, N), dtype=A.dtype)
-        padded[: A.shape[0], : A.shape[1]] = A
-        rows, cols = learn_orderings(
-            padded[bases[0]][:, bases[1]],
-            learn_rows=orderings[0] == "learn",
-            learn_cols=orderings[1] == "learn",
-            random_state=random_state,
-        )
-        return [(bases[0][rows], bases[1][cols])]
-    sides = [
-        auto_candidates(n) if spec == "auto" else spec
-        for spec, n in zip(orderings, (M, N))
-    ]
-    return list(itertools.product(*sides))
-
-
-def _screen(A, patterns, order, pairs, svd_tol, n_jobs, random_state):
-    """The ``_AUTO_KEEP`` pairs with the smallest error at the first split.
-
-    The first split of the tree alone is a two-factor problem whose optimal
-    error is a lower bound of the error of any butterfly in that ordering;
-    it is estimated on ``_SCREEN_BLOCKS`` of its blocks drawn at random (the
-    same for every pair): one small batched SVD per pair.
-    """
-    i = order[0]
-    left = _fused(patterns, 0, i)
-    right = _fused(patterns, i + 1, len(patterns) - 1)
-    _, _, alpha, rank, delta, _, _ = pair_dims(left, right)
-    rng = check_random_state(random_state)
-    select = np.sort(rng.permutation(delta * alpha)[:_SCREEN_BLOCKS])
-    solve = partial(low_rank_blocks, rank=rank, tol=svd_tol, oversampling=0)
-    scores = []
-    for row_perm, perm in pairs:
-        blocks = _root_blocks(A, perm, row_perm, left, right, select)
-        _, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=_MIN_CHUNK)
-        scores.append(np.linalg.norm(blocks) ** 2 - np.linalg.norm(R) ** 2)
-    keep = np.argsort(scores, kind="stable")[:_AUTO_KEEP]
-    return [pairs[k] for k in sorted(keep)]

@@ -34,8 +34,17 @@ spectral clustering.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import itertools
+from functools import partial
+
 import numpy as np
 from sklearn.utils import check_random_state
+
+from skbutterfly._block_svd import low_rank_blocks
+from skbutterfly._ks import pair_dims
+from skbutterfly._parallel import map_chunks
+from skbutterfly._permutations import auto_candidates
+from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
 
 # Candidate rows scored at once (bounds the temporaries to this many x N x 3).
 _CANDIDATE_CHUNK = 64
@@ -247,3 +256,80 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
         # The two last row groups (labels 0 and 1): position bit 0.
         row_pos |= row_label
     return np.argsort(row_pos, kind="stable"), np.argsort(col_pos, kind="stable")
+
+
+# The orderings found from the matrix: a search over candidates, a learning.
+SEARCHES = ("auto", "learn")
+
+# Candidate pairs of "auto" factorized in full after the screening, and the
+# number of blocks of the first split on which the screening measures them.
+AUTO_KEEP = 3
+SCREEN_BLOCKS = 32
+
+
+def ordering_pairs(A, arch, orderings, random_state):
+    """Candidate ``(row_perm, perm)`` pairs of planned ``orderings``.
+
+    ``"learn"`` on a side gives one pair (the other side must be one
+    permutation); ``"auto"`` the candidates of :func:`auto_candidates`;
+    with candidates on both sides, all combinations.
+    """
+    M, N = arch.padded_shape
+    names = ("row_permutation", "permutation")
+    if "learn" in orderings:
+        if M != N or N & (N - 1):
+            raise ValueError(
+                "'learn' needs a square architecture of power-of-two size, got "
+                f"the padded shape ({M}, {N}) for n_samples={A.shape[0]}, "
+                f"n_features={A.shape[1]}."
+            )
+        bases = []
+        for spec, name in zip(orderings, names):
+            if spec == "learn":
+                bases.append(np.arange(N))
+            elif spec == "auto" or len(spec) != 1:
+                raise ValueError(
+                    f"with 'learn' on the other side, {name} must be one "
+                    f"permutation (None, a name or an index array), got "
+                    f"{'auto' if spec == 'auto' else f'{len(spec)} candidates'}."
+                )
+            else:
+                bases.append(np.arange(N) if spec[0] is None else spec[0])
+        padded = np.zeros((N, N), dtype=A.dtype)
+        padded[: A.shape[0], : A.shape[1]] = A
+        rows, cols = learn_orderings(
+            padded[bases[0]][:, bases[1]],
+            learn_rows=orderings[0] == "learn",
+            learn_cols=orderings[1] == "learn",
+            random_state=random_state,
+        )
+        return [(bases[0][rows], bases[1][cols])]
+    sides = [
+        auto_candidates(n) if spec == "auto" else spec
+        for spec, n in zip(orderings, (M, N))
+    ]
+    return list(itertools.product(*sides))
+
+
+def screen_pairs(A, patterns, order, pairs, svd_tol, n_jobs, random_state):
+    """The ``AUTO_KEEP`` pairs with the smallest error at the first split.
+
+    The first split of the tree alone is a two-factor problem whose optimal
+    error is a lower bound of the error of any butterfly in that ordering;
+    it is estimated on ``SCREEN_BLOCKS`` of its blocks drawn at random (the
+    same for every pair): one small batched SVD per pair.
+    """
+    i = order[0]
+    left = fused_range(patterns, 0, i)
+    right = fused_range(patterns, i + 1, len(patterns) - 1)
+    _, _, alpha, rank, delta, _, _ = pair_dims(left, right)
+    rng = check_random_state(random_state)
+    select = np.sort(rng.permutation(delta * alpha)[:SCREEN_BLOCKS])
+    solve = partial(low_rank_blocks, rank=rank, tol=svd_tol, oversampling=0)
+    scores = []
+    for row_perm, perm in pairs:
+        blocks = gather_root_blocks(A, perm, row_perm, left, right, select)
+        _, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=MIN_CHUNK)
+        scores.append(np.linalg.norm(blocks) ** 2 - np.linalg.norm(R) ** 2)
+    keep = np.argsort(scores, kind="stable")[:AUTO_KEEP]
+    return [pairs[k] for k in sorted(keep)]

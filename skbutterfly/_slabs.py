@@ -16,15 +16,19 @@ permutation are applied to indices; the matrix is never copied whole.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import functools
 import mmap
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 
+from skbutterfly._ks import class_blocks, fuse_values, merge_blocks, pair_dims
+from skbutterfly._split import split_factors
 from skbutterfly._validation import check_matrix
 
 # Arrays of a slab's size alive at once while it is processed: the columns
@@ -336,3 +340,73 @@ def map_slabs(
             f"{g1 * c2 - 1} of the permuted matrix) done"
         )
     return results
+
+
+def root_split_slabs(
+    source, perm, left, right, orthonormalize, svd_tol, n_jobs, working_memory, progress
+):
+    """The root split of an out-of-core matrix, slab by slab.
+
+    Each slab of whole column groups of the root target holds whole blocks
+    (:mod:`skbutterfly._slabs`); its classes are solved on their own and
+    only their factors are kept, then assembled as :func:`split_step` would.
+    Records :math:`\\|A\\|_F^2` on ``source``.
+    """
+    _, b1, alpha, r, delta, c2, _ = pair_dims(left, right)
+    solve = partial(
+        split_factors,
+        rank=r,
+        orthonormalize=orthonormalize,
+        svd_tol=svd_tol,
+        n_jobs=None if is_dask_array(source.data) else n_jobs,
+    )
+    parts = map_slabs(
+        source,
+        perm,
+        (left.shape[0], right.shape[1]),
+        delta,
+        c2,
+        factor_job,
+        lambda g0, g1: (solve,),
+        working_memory=working_memory,
+        progress=progress,
+    )
+    source.sq_norm = sum(sq for _, sq in parts)
+    U = np.concatenate([u.reshape(delta, -1, b1, r) for (u, _), _ in parts], axis=1)
+    R = np.concatenate([v.reshape(delta, -1, r, c2) for (_, v), _ in parts], axis=1)
+    return merge_blocks(
+        U.reshape(1, delta, alpha, 1, b1, r),
+        R.reshape(1, delta, alpha, 1, r, c2),
+        left,
+        right,
+    )
+
+
+def slab_error(source, factors, patterns, perm, split, working_memory, progress):
+    """``||A - B||_F`` for an out-of-core ``A``: one more pass over its slabs.
+
+    The model's class blocks at the root split are those of the fused left
+    and right parts (as in :func:`_root_error`); each slab's residual is
+    formed on its entries only (padding excluded).
+    """
+    left = functools.reduce(fuse_values, factors[: split + 1])
+    right = functools.reduce(fuse_values, factors[split + 1 :])
+    U, V = class_blocks(left, right)
+    U, V = U[0, :, :, 0], V[0, :, :, 0]
+    delta, _, b1, r = U.shape
+    c2 = V.shape[-1]
+    parts = map_slabs(
+        source,
+        perm,
+        (patterns[0].shape[0], patterns[-1].shape[1]),
+        delta,
+        c2,
+        residual_job,
+        lambda g0, g1: (
+            U[:, g0:g1].reshape(-1, b1, r),
+            V[:, g0:g1].reshape(-1, r, c2),
+        ),
+        working_memory=working_memory,
+        progress=progress,
+    )
+    return float(np.sqrt(sum(parts)))

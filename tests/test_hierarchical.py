@@ -15,12 +15,9 @@ from skbutterfly import (
     standard_permutations,
 )
 from skbutterfly._block_svd import low_rank_blocks, truncated_svd
-from skbutterfly._hierarchical import (
-    _left_normalize,
-    _right_normalize,
-)
 from skbutterfly._ks import fuse_values, ks_to_dense, split_blocks
 from skbutterfly._permutations import permutation_candidates
+from skbutterfly._split import left_normalize, right_normalize
 from skbutterfly.datasets import add_noise, dft, hadamard, random_butterfly
 
 TOL = {np.float64: 1e-12, np.complex128: 1e-12, np.float32: 1e-5}
@@ -170,7 +167,7 @@ def _pair(rank, seed=0, dtype=np.float64):
 def test_normalizations_keep_the_product_and_orthonormalize(rank, dtype):
     K1, K2 = _pair(rank, dtype=dtype)
     product = ks_to_dense(K1) @ ks_to_dense(K2)
-    L1, L2 = _left_normalize(K1, K2)
+    L1, L2 = left_normalize(K1, K2)
     np.testing.assert_allclose(ks_to_dense(L1) @ ks_to_dense(L2), product, atol=1e-10)
     # Left-normal: columns of the left factor sharing a class are
     # orthonormal, i.e. its Gram matrix restricted to each class is I.
@@ -181,7 +178,7 @@ def test_normalizations_keep_the_product_and_orthonormalize(rank, dtype):
         np.testing.assert_allclose(
             G[np.ix_(members, members)], np.eye(rank), atol=1e-12
         )
-    R1, R2 = _right_normalize(K1, K2)
+    R1, R2 = right_normalize(K1, K2)
     np.testing.assert_allclose(ks_to_dense(R1) @ ks_to_dense(R2), product, atol=1e-10)
     G = ks_to_dense(R2) @ ks_to_dense(R2).conj().T
     for members in classes:
