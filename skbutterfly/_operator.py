@@ -315,7 +315,7 @@ class ButterflyMatrix(_CheckedOperator):
         # factors, checked values and no product plan carried over.
         return (
             _rebuild,
-            (self.factors, self.perm, self.shape, self.format),
+            (self.factors, self.perm, self.shape, self.format, self.row_perm),
         )
 
     # -- structure ---------------------------------------------------------
@@ -568,8 +568,10 @@ class ButterflyMatrix(_CheckedOperator):
         save(self, path)
 
 
-def _rebuild(factors, perm, shape, format):
-    return ButterflyMatrix(factors, perm=perm, shape=shape, format=format)
+def _rebuild(factors, perm, shape, format, row_perm=None):
+    return ButterflyMatrix(
+        factors, perm=perm, shape=shape, row_perm=row_perm, format=format
+    )
 
 
 # Columns of the operator evaluated at once when measuring an error.

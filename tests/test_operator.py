@@ -611,9 +611,14 @@ def test_copies_and_pickles_are_read_only_and_never_stale():
     import pickle
 
     B = random_butterfly(16, random_state=0)
+    rng = np.random.default_rng(0)
+    perm, row_perm = rng.permutation(16), rng.permutation(16)
+    B = ButterflyMatrix(B.factors, perm=perm, row_perm=row_perm)
     x = np.arange(16.0)
     B @ x, B @ np.ones((16, 3))  # build the cached product plans
     for C in (copy.deepcopy(B), copy.copy(B), pickle.loads(pickle.dumps(B))):
+        np.testing.assert_array_equal(C.row_perm, B.row_perm)
+        np.testing.assert_array_equal(C.perm, B.perm)
         for K in C.factors:
             assert not K.flags.writeable
             with pytest.raises(ValueError):
