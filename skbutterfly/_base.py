@@ -22,8 +22,11 @@ from sklearn.utils.validation import check_is_fitted
 from skbutterfly._formats import native_bits
 from skbutterfly._operator import frobenius_error, map_dask_chunks
 from skbutterfly._scaling import frobenius_norm
-from skbutterfly._slabs import is_dask_array
-from skbutterfly._validation import check_matrix, validate_estimator_input
+from skbutterfly._validation import (
+    check_matrix,
+    is_dask_array,
+    validate_estimator_input,
+)
 
 
 def relative_error(error: float, norm: float) -> float:

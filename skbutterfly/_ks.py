@@ -1,6 +1,7 @@
 """Kronecker-sparse value algebra: products, fusing, pair <-> class blocks, plans.
 
-Layer 1 (kernels): pure functions on arrays; nothing here knows about estimators.
+Layer 2 (structures): pure functions on the values of patterns; nothing here
+knows about estimators.
 """
 
 # Authors: The skbutterfly developers

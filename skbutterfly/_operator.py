@@ -21,8 +21,12 @@ from skbutterfly._ks import (
 )
 from skbutterfly._patterns import check_chain
 from skbutterfly._scaling import frobenius_norm, ldexp_or_inf, peak_exponent, scale_pow2
-from skbutterfly._slabs import is_dask_array
-from skbutterfly._validation import check_matrix, check_permutation, check_shape
+from skbutterfly._validation import (
+    check_matrix,
+    check_permutation,
+    check_shape,
+    is_dask_array,
+)
 
 
 def map_dask_chunks(func, X, shape, dtype, *, axis):

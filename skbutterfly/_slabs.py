@@ -18,7 +18,6 @@ permutation are applied to indices; the matrix is never copied whole.
 
 import functools
 import mmap
-import sys
 from dataclasses import dataclass, field
 from functools import partial
 from numbers import Real
@@ -29,18 +28,12 @@ from sklearn import get_config
 
 from skbutterfly._ks import class_blocks, fuse_values, merge_blocks, pair_dims
 from skbutterfly._split import split_factors
-from skbutterfly._validation import check_matrix
+from skbutterfly._validation import check_matrix, is_dask_array
 
 # Arrays of a slab's size alive at once while it is processed: the columns
 # read, its blocks, and the temporaries of the block SVDs (or of a Dask
 # task's assembling of the columns read).
 _SLAB_COPIES = 3
-
-
-def is_dask_array(X) -> bool:
-    """Whether ``X`` is a ``dask.array.Array`` (without importing dask)."""
-    module = sys.modules.get("dask.array")
-    return module is not None and isinstance(X, module.Array)
 
 
 @dataclass

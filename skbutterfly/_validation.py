@@ -3,6 +3,7 @@
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import sys
 from numbers import Integral
 
 import numpy as np
@@ -157,3 +158,9 @@ def check_support(S, name):
                 f"{name} must hold only 0/1 or True/False, got the value {value!r}."
             )
     return arr.astype(bool)
+
+
+def is_dask_array(X) -> bool:
+    """Whether ``X`` is a ``dask.array.Array`` (without importing dask)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(X, module.Array)
