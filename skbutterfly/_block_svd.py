@@ -145,6 +145,27 @@ def _subspace_route(B, k, max_iter, tol, oversampling):
     return U.reshape(*lead, m, -1), R.reshape(*lead, -1, n)
 
 
+# The Gram route is exact and cheapest when a side is short or the rank a
+# large part of it: sides up to _GRAM_SIDE, or up to _GRAM_RANK_RATIO * k.
+_GRAM_SIDE = 16
+_GRAM_RANK_RATIO = 4
+
+# Name -> function(blocks, k, *, max_iter, tol, oversampling) -> (U, R).
+ROUTES = {
+    "gram": lambda B, k, **_: _gram_route(B, k),
+    "subspace": lambda B, k, *, max_iter, tol, oversampling: _subspace_route(
+        B, k, max_iter, tol, oversampling
+    ),
+}
+
+
+def _choose_route(m, n, k, tol):
+    """The route of ``(m, n)`` blocks at rank ``k``: ``"gram"`` or ``"subspace"``."""
+    if tol == 0 or min(m, n) <= max(_GRAM_SIDE, _GRAM_RANK_RATIO * k):
+        return "gram"
+    return "subspace"
+
+
 def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None, oversampling=2):
     """Best rank-``rank`` approximation of every block of a stack.
 
@@ -208,10 +229,8 @@ def low_rank_blocks(blocks, rank, *, max_iter=30, tol=None, oversampling=2):
     # an exact power of two (U is unchanged, R scales back).
     shift = scaling_exponent(blocks)
     blocks = scale_pow2(blocks, -shift)
-    if tol == 0 or min(m, n) <= max(16, 4 * k):
-        U, R = _gram_route(blocks, k)
-    else:
-        U, R = _subspace_route(blocks, k, max_iter, tol, oversampling)
+    solve = ROUTES[_choose_route(m, n, k, tol)]
+    U, R = solve(blocks, k, max_iter=max_iter, tol=tol, oversampling=oversampling)
     if shift:
         R = scale_pow2(R, shift)
     return U, R
