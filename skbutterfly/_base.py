@@ -80,9 +80,10 @@ class BaseFactorizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # Fitted attributes holding the factors, copied by QuantizedButterfly.
     _factor_attributes: tuple = ()
 
-    def _set_errors(self, X, error, sq_norm=None):
-        # sq_norm: ||X||_F**2 when already known (an out-of-core X).
-        norm = frobenius_norm(X) if sq_norm is None else np.sqrt(sq_norm)
+    def _set_errors(self, X, error, norm=None):
+        # norm: ||X||_F when already known (met by the error computation, or
+        # an out-of-core X's first pass).
+        norm = frobenius_norm(X) if norm is None else norm
         self.reconstruction_err_ = float(error)
         self.relative_error_ = relative_error(float(error), float(norm))
 

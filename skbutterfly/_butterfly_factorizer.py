@@ -193,7 +193,7 @@ default="balanced"
             self.padding,
             self.row_permutation,
         )
-        self.butterfly_, error = factorize_with_error(
+        self.butterfly_, error, norm = factorize_with_error(
             X,
             *plan,
             self.orthonormalize,
@@ -207,7 +207,9 @@ default="balanced"
         self.row_permutation_ = (
             np.arange(B.padded_shape[0]) if B.row_perm is None else B.row_perm
         )
-        self._set_errors(X, error, None if source is None else source.sq_norm)
+        if source is not None:
+            norm = np.sqrt(source.sq_norm)
+        self._set_errors(X, error, norm)
         progress(
             f"{self.n_factors_} factors, nnz={self.butterfly_.nnz}, relative "
             f"error {self.relative_error_:.3e}"

@@ -153,7 +153,7 @@ def _factorize_chain(
 
 
 def _root_error(factors, root_blocks, split):
-    """``||T - F_1 ... F_J||_F`` from the root target's blocks ``T``.
+    """``||T - F_1 ... F_J||_F`` and ``||T||_F`` from the root target's blocks ``T``.
 
     The product's class blocks at the root split (after factor ``split``)
     are ``U V``, those of the fused left and right parts
@@ -165,7 +165,7 @@ def _root_error(factors, root_blocks, split):
     formed and summed instead.
     """
     if root_blocks is None:
-        return 0.0
+        return 0.0, None
     left = functools.reduce(fuse_values, factors[: split + 1])
     right = functools.reduce(fuse_values, factors[split + 1 :])
     U, V = class_blocks(left, right)
@@ -176,7 +176,7 @@ def _root_error(factors, root_blocks, split):
     model2 = np.einsum("kbr,kbs,krc,ksc->", U.conj(), U, V, V.conj(), optimize=True)
     expanded = norm2 - 2 * float(cross.real) + float(model2.real)
     if expanded > 100 * np.sqrt(np.finfo(U.dtype).eps) * norm2:
-        return float(np.sqrt(expanded))
+        return float(np.sqrt(expanded)), float(np.sqrt(norm2))
     step = max(1, _ERROR_ENTRIES // root_blocks[0].size)
     buffer = np.empty((min(step, len(root_blocks)), *root_blocks.shape[1:]), U.dtype)
     total = 0.0
@@ -186,7 +186,7 @@ def _root_error(factors, root_blocks, split):
         np.matmul(U[lo:hi], V[lo:hi], out=out)
         np.subtract(root_blocks[lo:hi], out, out=out)
         total += float(np.vdot(out, out).real)
-    return float(np.sqrt(total))
+    return float(np.sqrt(total)), float(np.sqrt(norm2))
 
 
 def butterfly_factorize(
@@ -381,7 +381,7 @@ default=None
     plan = plan_factorization(
         A.shape, n_factors, rank, tree, permutation, padding, row_permutation
     )
-    B, _ = factorize_with_error(
+    B, _, _ = factorize_with_error(
         A,
         *plan,
         orthonormalize,
@@ -431,13 +431,15 @@ def factorize_with_error(
     verbose=0,
     random_state=None,
 ):
-    """The algorithm on validated input: the best operator and its error.
+    """The algorithm on validated input: ``(B, error, norm)``.
 
-    Shared by :func:`butterfly_factorize` and the estimator, which validate
+    ``B`` is the best operator, ``error`` is ``||A - B||_F`` and ``norm`` is
+    ``||A||_F`` when the error computation met it on the way (else
+    ``None``). Shared by :func:`butterfly_factorize` and the estimator, which validate
     ``A`` once (an ndarray, or a :class:`~skbutterfly._slabs.SlabSource`
     for an out-of-core matrix) and plan with :func:`plan_factorization`.
-    The error is ``||A - B||_F`` (``None`` when not needed for a single
-    candidate); without padding it comes from the root blocks
+    The error is ``None`` when not needed for a single candidate; without
+    padding it comes from the root blocks
     (:func:`_root_error`), else from the operator by column chunks; for an
     out-of-core ``A``, from one more pass over its slabs. ``verbose`` prints
     one line per split, per candidate and per slab.
@@ -475,7 +477,7 @@ def factorize_with_error(
         f"{A.shape[0]} x {A.shape[1]} matrix, {len(arch)} factors, rank "
         f"{arch.rank}, {len(pairs)} permutation candidate(s)"
     )
-    best, best_error = None, np.inf
+    best, best_error, norm = None, np.inf, None
     for k, (row_perm, perm) in enumerate(pairs, start=1):
         factors, root_blocks = _factorize_chain(
             A,
@@ -503,7 +505,7 @@ def factorize_with_error(
                 ButterflyMatrix(factors, perm=perm, shape=A.shape, row_perm=row_perm),
             )
         else:
-            error = _root_error(factors, root_blocks, order[0] if order else 0)
+            error, norm = _root_error(factors, root_blocks, order[0] if order else 0)
         del root_blocks
         if len(pairs) > 1:
             shown = ldexp_or_inf(error, exponent)
@@ -514,6 +516,9 @@ def factorize_with_error(
     shares = split_exponent(exponent, len(factors))
     factors = [scale_pow2(K, e) for K, e in zip(factors, shares)]
     B = ButterflyMatrix(factors, perm=perm, shape=A.shape, row_perm=row_perm)
-    return B, (None if best_error == np.inf else ldexp_or_inf(best_error, exponent))
+    if best_error == np.inf:
+        return B, None, None
+    norm = None if norm is None else ldexp_or_inf(norm, exponent)
+    return B, ldexp_or_inf(best_error, exponent), norm
 
 

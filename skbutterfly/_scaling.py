@@ -105,10 +105,11 @@ def split_exponent(exponent, n_parts):
 def frobenius_norm(X) -> float:
     """:math:`\\|X\\|_F` without under- or overflow of the squares.
 
-    The entries are scaled by the power of two that brings the largest near
-    one, squared and summed in the dtype of ``X``, and the square root is
-    scaled back in Python floats: the result is ``inf`` only when the norm
-    itself exceeds the largest float64.
+    Entries whose largest magnitude lies outside the fourth root of the
+    dtype's range are first scaled by the power of two that brings it near
+    one (:func:`scaling_exponent`); they are squared and summed in the dtype
+    of ``X``, and the square root is scaled back in Python floats: the
+    result is ``inf`` only when the norm itself exceeds the largest float64.
 
     Examples
     --------
@@ -120,7 +121,9 @@ def frobenius_norm(X) -> float:
     2.0
     """
     X = np.asarray(X)
-    exponent = peak_exponent(X)
+    # Ordinary magnitudes are summed as they are (no copy): only a peak
+    # outside the fourth root of the range could make the squares misbehave.
+    exponent = scaling_exponent(X)
     scaled = _real_view(scale_pow2(X, -exponent)).ravel()
     return ldexp_or_inf(math.sqrt(float(np.dot(scaled, scaled))), exponent)
 
