@@ -98,6 +98,11 @@ def slab_source(A, *, name="A"):
         )
     if 0 in shape:
         check_matrix(np.asarray(A), name=name)
+    if dtype.kind in "OUS":
+        raise TypeError(
+            f"{name} must hold numbers: a matrix read by slabs needs a numeric "
+            f"dtype, got dtype={dtype} (convert it, or load it into memory)."
+        )
     # The dtype rules of check_matrix, applied to a one-entry stand-in.
     dtype = check_matrix(np.zeros((1, 1), dtype), name=name).dtype
     return SlabSource(A, name, shape, dtype)

@@ -13,31 +13,60 @@ from sklearn.utils.validation import validate_data
 _FLOAT_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
 
+def _numbers(arr, name):
+    """An object or string array of numbers as float64, or ``TypeError``."""
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must hold numbers, got dtype={arr.dtype} with an entry that "
+            f"is not one ({exc})."
+        ) from None
+
+
 def check_matrix(A, *, name="A", allow_complex=True, ndim=2, allow_empty=False):
     """Return ``A`` as a finite floating-point ndarray, never modifying the input.
 
-    float32, float64, complex64 and complex128 are kept; booleans, integers and
-    float16 are cast (to float64, respectively float32). Object, string and
-    other dtypes raise ``TypeError``; NaN, inf, a wrong number of dimensions or
-    an empty array raise ``ValueError`` naming ``name``.
+    The one input policy of the package, shared by the functions, the
+    estimators (through :func:`validate_estimator_input`, which follows
+    scikit-learn's ``check_array`` to the same effect) and
+    ``inverse_transform``: float32, float64, complex64 and complex128 are
+    kept; booleans, integers and float16 are cast (to float64, respectively
+    float32); long doubles are cast to float64 or complex128 (as
+    scikit-learn does); object arrays and strings holding numbers are
+    converted to float64 (anything else in them raises ``TypeError``). Sparse
+    matrices raise ``TypeError`` (the algorithms are dense: pass
+    ``A.toarray()``). NaN, inf, a wrong number of dimensions or an empty
+    array raise ``ValueError`` naming ``name``.
     """
+    if A is None:
+        raise TypeError(f"{name} must be an array of numbers, got None.")
+    if sp.issparse(A):
+        raise TypeError(
+            f"{name} is a sparse matrix ({type(A).__name__}), but dense data is "
+            f"required: pass {name}.toarray()."
+        )
     if hasattr(A, "toarray") and not isinstance(A, np.ndarray):
         A = A.toarray()
     arr = np.asarray(A)
     kind = arr.dtype.kind
+    if kind in "OUS":
+        arr, kind = _numbers(arr, name), "f"
     if kind in "biu":
         arr = arr.astype(np.float64)
     elif arr.dtype == np.float16:
         arr = arr.astype(np.float32)
-    elif kind == "c" and not allow_complex:
-        raise TypeError(
-            f"{name} must be real, got dtype={arr.dtype}; complex input is not "
-            "supported here."
-        )
+    elif kind in "fc" and arr.dtype.itemsize > (8 if kind == "f" else 16):
+        arr = arr.astype(np.float64 if kind == "f" else np.complex128)
     elif arr.dtype.type not in _FLOAT_DTYPES:
         raise TypeError(
             f"{name} must hold numbers (float32, float64, complex64, complex128, "
             f"integers or booleans), got dtype={arr.dtype}."
+        )
+    if arr.dtype.kind == "c" and not allow_complex:
+        raise TypeError(
+            f"{name} must be real, got dtype={arr.dtype}; complex input is not "
+            "supported here."
         )
     if arr.ndim != ndim:
         raise ValueError(
@@ -128,8 +157,14 @@ def validate_estimator_input(estimator, X, *, reset):
     :func:`check_matrix`; real input takes the usual path (float64 and float32
     kept).
     """
+    if X is None:
+        raise TypeError("X must be an array of numbers, got None.")
     dtype = getattr(X, "dtype", None)
-    if dtype is not None and np.dtype(dtype).kind == "c":
+    if dtype is not None and np.dtype(dtype).kind in "OUS":
+        # The package's input policy (check_matrix): numbers are converted,
+        # anything else is a TypeError, at every entry point.
+        X = _numbers(np.asarray(X), "X")
+    elif dtype is not None and np.dtype(dtype).kind == "c":
         X = validate_data(estimator, X, skip_check_array=True, reset=reset)
         return check_matrix(X, name="X")
     return validate_data(estimator, X, dtype=[np.float64, np.float32], reset=reset)

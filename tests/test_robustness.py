@@ -12,10 +12,12 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import shapes
@@ -124,6 +126,9 @@ MATRIX_ENTRY_POINTS = {
         lambda r: r[0] @ r[1],
     ),
 }
+
+# Object arrays of numbers are converted (the input policy); of other objects, refused.
+_NOT_NUMBERS = np.full(2, object(), dtype=object)
 
 BAD_MATRICES = {
     "nan": (np.array([[1.0, np.nan], [0.0, 1.0]]), ValueError),
@@ -646,7 +651,7 @@ def test_quantize_rank_one_bad_vectors(bad):
         "inf": (x, np.array([np.inf, 1.0])),
         "empty": (np.array([]), y),
         "string": (np.array(["a", "b"]), y),
-        "object": (x.astype(object), y),
+        "object": (np.full(2, object(), dtype=object), y),
         "3-D": (x[None, None], y[None, None]),
         "mismatch": (np.ones((2, 2)), np.ones((3, 2))),
         "None": (None, y),
@@ -684,7 +689,7 @@ def test_quantize_factors_bad_factors(bad):
         "1-D": (np.ones(4), H),
         "chain": (W, np.eye(3, 4)),
         "string": (np.full((4, 2), "a"), H),
-        "object": (W.astype(object), H),
+        "object": (np.full(W.shape, object(), dtype=object), H),
         "empty": (np.ones((0, 2)), H),
         "None": (None, H),
     }
@@ -702,13 +707,13 @@ def test_quantize_factors_integer_input_is_cast():
 
 @pytest.mark.parametrize("bad", ["nan", "string", "object", "None"])
 def test_round_to_format_bad_values(bad):
-    x = {"nan": [np.nan], "string": ["a"], "object": np.ones(2, object), "None": None}
+    x = {"nan": [np.nan], "string": ["a"], "object": _NOT_NUMBERS, "None": None}
     _raises_clear(lambda: round_to_format(x[bad], 3), ["x"])
 
 
 @pytest.mark.parametrize("bad", ["nan", "string", "object", "None"])
 def test_storage_bits_bad_values(bad):
-    x = {"nan": [np.nan], "string": ["a"], "object": np.ones(2, object), "None": None}
+    x = {"nan": [np.nan], "string": ["a"], "object": _NOT_NUMBERS, "None": None}
     _raises_clear(lambda: storage_bits(x[bad], 3), ["values"])
 
 
@@ -903,7 +908,7 @@ BAD_FACTORS = {
     "empty": ([np.ones((1, 0, 2, 4))], ValueError),
     "1-D": ([np.ones(4)], ValueError),
     "2-D": (np.eye(4), ValueError),
-    "object": ([np.ones((1, 2, 2, 1), dtype=object)], TypeError),
+    "object": ([np.full((1, 2, 2, 1), object(), dtype=object)], TypeError),
     "string": ("abc", TypeError),
     "None": (None, TypeError),
     "no factors": ([], ValueError),
@@ -1550,3 +1555,53 @@ def test_load_refuses_versions_below_one(tmp_path, saved, version):
     path = tmp_path / "v.npz"
     np.savez(path, **members)
     _raises_clear(lambda: load(path), [str(path)], ValueError)
+
+
+# -- One input policy (check_matrix's docstring): the same input classes are
+# accepted or refused, with the same exception type, at every entry point.
+_H8 = hadamard(8)
+POLICY_INPUTS = {
+    "list": (_H8.tolist(), None),
+    "bool": (_H8 > 0, None),
+    "int": (_H8.astype(int), None),
+    "float16": (_H8.astype(np.float16), None),
+    "longdouble": (_H8.astype(np.longdouble), None),
+    "object numbers": (_H8.astype(object), None),
+    "numeric strings": (_H8.astype(str), None),
+    "object non-numbers": (np.full((8, 8), object(), dtype=object), TypeError),
+    "strings": (np.full((8, 8), "a"), TypeError),
+    "csr_array": (sp.csr_array(_H8), TypeError),
+    "csr_matrix": (sp.csr_matrix(_H8), TypeError),
+    "None": (None, TypeError),
+}
+
+
+def _policy_entry_points():
+    fitted_b = ButterflyFactorizer().fit(_H8)
+    fitted_f = FixedSupportFactorizer().fit(_H8)
+    full = np.ones((8, 8), bool)
+    return {
+        "butterfly_factorize": butterfly_factorize,
+        "ButterflyFactorizer.fit": lambda X: ButterflyFactorizer().fit(X),
+        "ButterflyFactorizer.transform": fitted_b.transform,
+        "ButterflyFactorizer.inverse_transform": fitted_b.inverse_transform,
+        "fixed_support_factorize": lambda X: fixed_support_factorize(X, full, full),
+        "FixedSupportFactorizer.fit": lambda X: FixedSupportFactorizer().fit(X),
+        "FixedSupportFactorizer.transform": fitted_f.transform,
+        "FixedSupportFactorizer.inverse_transform": fitted_f.inverse_transform,
+        "QuantizedButterfly.fit": lambda X: QuantizedButterfly(precision=4).fit(X),
+    }
+
+
+@pytest.mark.parametrize("kind", POLICY_INPUTS)
+def test_one_input_policy_at_every_entry_point(kind):
+    value, expected = POLICY_INPUTS[kind]
+    for entry, call in _policy_entry_points().items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if expected is None:
+                out = call(value)
+                assert out is not None, entry
+            else:
+                with pytest.raises(expected):
+                    call(value)
