@@ -46,114 +46,266 @@ from skbutterfly._parallel import map_chunks
 from skbutterfly._permutations import auto_candidates
 from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
 
-# Candidate rows scored at once (bounds the temporaries to this many x N x 3).
-_CANDIDATE_CHUNK = 64
+# Column groups this short are split by trying every balanced split.
+_EXHAUSTIVE = 8
 
-# Rounds of mutual-nearest-neighbour matching before pairing the rest in order.
+# Random tries of the two-subspace split, and its refinement sweeps.
+_SPLIT_TRIES = 4
+_REFINE_SWEEPS = 3
+
+# A level whose residual is below this fraction of the energy is exact (to
+# rounding): the remaining hypotheses are not tried.
+_EXACT = (100 * np.finfo(np.float64).eps) ** 2
+
+# Anchor row groups per level, and best partners kept per anchor: each
+# (anchor, partner) pair proposes one halving of the column groups.
+_ANCHORS = 3
+_KEEP = 2
+
+# Fraction of the columns (those the first split decides least) left out of
+# the first matching of a level.
+_UNTRUSTED = 0.5
+
+# Column groups longer than this are sketched to this many random directions
+# when scoring pairs of row groups (bounds the cost of the pair scores).
+_SKETCH = 32
+
+# Entries of the temporaries of the pair scores computed at once.
+_PAIR_CHUNK = 2**22
+
+# Rounds of mutual-nearest-neighbour matching before the greedy rest.
 _MATCH_ROUNDS = 8
 
 
-def _bloch(a, b):
-    """Point of the unit sphere (3 last axis) of the ratio ``a : b``.
+def _gram(Y):
+    """``Y Y^H`` over the last axis, batched."""
+    return Y @ np.conj(np.swapaxes(Y, -1, -2))
 
-    Equal for ``(a, b)`` and ``(c a, c b)`` whatever ``c != 0``, continuous,
-    and different for different ratios; ``(0, 0)`` maps to the origin.
+
+def _column_residuals(Y, mask, rank):
+    """Residual of each column of ``Y`` off the rank-``rank`` fit of the masked ones.
+
+    ``Y`` is ``(..., d, m)`` and ``mask`` ``(..., m)``: the fit is the span
+    of the ``rank`` leading left singular vectors of ``Y[..., mask]``.
     """
-    aa, bb = np.abs(a) ** 2, np.abs(b) ** 2
-    total = aa + bb
-    total = np.where(total > 0, total, 1)
-    cross = 2 * a * np.conj(b) / total
-    return np.stack([(aa - bb) / total, cross.real, cross.imag], axis=-1)
+    _, U = np.linalg.eigh(_gram(Y * mask[..., None, :]))
+    U = U[..., -rank:]
+    energy = np.sum(np.abs(Y) ** 2, axis=-2)
+    kept = np.sum(np.abs(np.conj(np.swapaxes(U, -1, -2)) @ Y) ** 2, axis=-2)
+    return np.maximum(energy - kept, 0)
 
 
-def _split_columns(A, q, candidates, groups, w):
-    """Split every column group in two halves with the best partner of row ``q``.
-
-    ``groups`` (``n_groups x size``) lists the columns of each group. A
-    candidate's score is the spread of its ratio points about their means
-    on the two sides of the median of a random projection, per group.
-    Returns the boolean "upper half" of each column.
-    """
-    best, best_score = None, np.inf
-    for lo in range(0, len(candidates), _CANDIDATE_CHUNK):
-        rows = candidates[lo : lo + _CANDIDATE_CHUNK]
-        E = _bloch(A[q][None, groups], A[rows][:, groups])  # (k, g, s, 3)
-        proj = E @ w
-        upper = proj > np.median(proj, axis=-1, keepdims=True)
-        n_up = upper.sum(axis=-1)
-        sum_up = np.einsum("kgs,kgsc->kgc", upper, E)
-        sum_all = E.sum(axis=-2)
-        n_lo = groups.shape[1] - n_up
-        spread = np.sum(np.abs(E) ** 2, axis=(1, 2, 3)) - np.sum(
-            np.sum(sum_up**2, axis=-1) / np.maximum(n_up, 1)
-            + np.sum((sum_all - sum_up) ** 2, axis=-1) / np.maximum(n_lo, 1),
-            axis=1,
-        )
-        k = int(np.argmin(spread))
-        if spread[k] < best_score:
-            best_score = spread[k]
-            best = rows[k]
-    # Exactly two halves per group, split at the median of the projection.
-    order = np.argsort(_bloch(A[q][groups], A[best][groups]) @ w, axis=-1)
-    half = groups.shape[1] // 2
-    upper = np.zeros(A.shape[1], dtype=bool)
-    upper[np.take_along_axis(groups, order, axis=-1)[:, half:].ravel()] = True
+def _balanced(cost0, cost1):
+    """Upper halves (``(..., m)`` booleans): the ``m / 2`` columns favouring fit 1."""
+    m = cost0.shape[-1]
+    order = np.argsort(cost1 - cost0, axis=-1, kind="stable")
+    upper = np.zeros(cost0.shape, dtype=bool)
+    np.put_along_axis(upper, order[..., : m // 2], True, axis=-1)
     return upper
 
 
-def _signatures(A, groups, W):
-    """Scale- and phase-invariant signature of each row restricted to each group.
+def _refine_halves(Y, upper, rank, trusted=None, sweeps=_REFINE_SWEEPS):
+    """Alternate rank-``rank`` fits of both halves and balanced reassignment.
 
-    For ``x = A[row, group]``, ``y = x W`` (two random directions) and the
-    four real entries of ``y y^H / |x|^2``: equal for proportional
-    restrictions. Returns ``(n_rows, 4 * n_groups)``.
+    ``Y`` is ``(groups, batch, d, m)``: the columns of each batch item are
+    split in two halves shared by all groups (the sum of their residuals is
+    minimised); the first fits use the ``trusted`` columns only, if given.
+    Returns the halves, the residual energy per batch item and the margin of
+    each column (``cost1 - cost0``: negative where it belongs to the upper
+    half).
     """
-    X = A[:, groups]  # (n, g, s)
-    Y = X @ W  # (n, g, 2)
-    norm = np.sum(np.abs(X) ** 2, axis=-1)
-    norm = np.where(norm > 0, norm, 1)
-    cross = Y[..., 0] * np.conj(Y[..., 1]) / norm
-    sig = np.stack(
-        [
-            np.abs(Y[..., 0]) ** 2 / norm,
-            np.abs(Y[..., 1]) ** 2 / norm,
-            cross.real,
-            cross.imag,
-        ],
-        axis=-1,
-    )
-    return sig.reshape(A.shape[0], -1)
+    fit = np.ones(upper.shape, dtype=bool) if trusted is None else trusted
+    for _ in range(sweeps):
+        cost0 = _column_residuals(Y, ~upper & fit, rank).sum(axis=0)
+        cost1 = _column_residuals(Y, upper & fit, rank).sum(axis=0)
+        upper = _balanced(cost0, cost1)
+        fit = np.ones(upper.shape, dtype=bool)
+    cost0 = _column_residuals(Y, ~upper, rank).sum(axis=0)
+    cost1 = _column_residuals(Y, upper, rank).sum(axis=0)
+    return upper, np.where(upper, cost1, cost0).sum(axis=-1), cost1 - cost0
 
 
-def _match_pairs(S):
-    """Pair the rows of ``S`` (an even number) by mutual nearest neighbours.
+def _exhaustive_halves(Y, rank):
+    """The best balanced split of short column groups, by trying them all.
 
-    Returns ``(first, second)`` index arrays. Left-overs after a few rounds
-    are paired in the order of a projection.
+    ``Y`` is ``(groups, batch, d, m)`` with ``m <= _EXHAUSTIVE``; the split
+    minimising the residuals summed over the groups is returned as the upper
+    halves ``(batch, m)``.
     """
-    n = S.shape[0]
-    sq = np.sum(S**2, axis=1)
-    D = sq[:, None] + sq[None, :] - 2 * (S @ S.T)
+    m = Y.shape[-1]
+    splits = np.zeros((0, m), dtype=bool)
+    for lower in itertools.combinations(range(1, m), m // 2 - 1):
+        mask = np.ones(m, dtype=bool)
+        mask[[0, *lower]] = False
+        splits = np.vstack([splits, mask])
+    total = 0
+    for half in (splits, ~splits):
+        G = _gram(Y[:, :, None] * half[:, None, :])  # (groups, batch, S, d, d)
+        w = np.linalg.eigvalsh(G)
+        total = total + np.maximum(w[..., : max(0, w.shape[-1] - rank)], 0).sum(
+            axis=(0, -1)
+        )
+    return splits[np.argmin(total, axis=-1)]
+
+
+def _split_halves(Y, rank, rng):
+    """Best balanced split of the columns of each ``Y[b]`` in two rank-``rank`` halves.
+
+    ``Y`` is ``(batch, d, m)``. Each try draws ``rank`` columns (by energy),
+    fits their span, takes the ``m / 2`` columns closest to it as one half
+    and refines; the try with the smallest residual is kept. An exact split
+    is found whenever the drawn columns lie in one half (always for rank 1).
+    Returns the upper halves ``(batch, m)`` and the residuals ``(batch,)``.
+    """
+    batch, d, m = Y.shape
+    energy = np.sum(np.abs(Y) ** 2, axis=1)
+    cdf = np.cumsum(energy, axis=1)
+    total = np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1)
+    best_upper, best_score = None, np.full(batch, np.inf)
+    for _ in range(_SPLIT_TRIES * 2 ** (rank - 1)):
+        draws = rng.random((batch, rank)) * total
+        picks = np.minimum(np.sum(cdf[:, None, :] <= draws[:, :, None], axis=-1), m - 1)
+        mask = np.zeros((batch, m), dtype=bool)
+        np.put_along_axis(mask, picks, True, axis=1)
+        near = _column_residuals(Y, mask, rank)
+        far = np.where(mask, -1.0, near)
+        upper, score, margin = _refine_halves(Y[None], _balanced(-far, far), rank)
+        better = score < best_score
+        if best_upper is None:
+            best_upper, best_margin = upper, margin
+        best_upper[better] = upper[better]
+        best_margin[better] = margin[better]
+        best_score = np.minimum(best_score, score)
+    return best_upper, best_score, best_margin
+
+
+def _pair_costs(Z, rank, rng):
+    """Residual beyond rank ``rank`` of every pair of row groups, over column groups.
+
+    ``Z`` is ``(g, c, rho, n)``: the compressed rows of ``g`` row groups on
+    ``c`` column groups, each group scaled to unit energy. Entry ``(a, b)``
+    is the energy that the best rank-``rank`` fits of the ``c`` blocks
+    ``[Z[a, k]; Z[b, k]]`` leave out (zero when the two groups merge into a
+    group of the butterfly). Column groups longer than ``_SKETCH`` are
+    sketched first. Returns ``(g, g)`` with an infinite diagonal.
+    """
+    g, c, rho, n = Z.shape
+    if n > _SKETCH:
+        S = rng.standard_normal((n, _SKETCH)) / np.sqrt(_SKETCH)
+        Z = Z @ S
+    if rho == 1 and rank == 1:
+        # Smallest eigenvalue of [[p, x], [x*, q]]: (p q - |x|^2) / largest.
+        V = np.moveaxis(Z[:, :, 0], 1, 0)  # (c, g, n)
+        cross = np.abs(V @ np.conj(np.swapaxes(V, 1, 2))) ** 2
+        p = np.sum(np.abs(V) ** 2, axis=2)
+        pa, pb = p[:, :, None], p[:, None, :]
+        top = (pa + pb) / 2 + np.sqrt(((pa - pb) / 2) ** 2 + cross)
+        tail = np.maximum(pa * pb - cross, 0) / np.where(top > 0, top, 1)
+        D = tail.sum(axis=0)
+        np.fill_diagonal(D, np.inf)
+        return D
+    G = _gram(Z)  # (g, c, rho, rho)
+    D = np.empty((g, g))
+    step = max(1, _PAIR_CHUNK // max(1, g * c * (2 * rho) ** 2))
+    for lo in range(0, g, step):
+        za = Z[lo : lo + step]
+        cross = np.einsum("acin,bcjn->abcij", za, np.conj(Z))
+        top = np.broadcast_to(G[lo : lo + step, None], cross.shape)
+        bottom = np.broadcast_to(G[None], cross.shape)
+        full = np.concatenate(
+            [
+                np.concatenate([top, cross], axis=-1),
+                np.concatenate([np.conj(np.swapaxes(cross, -1, -2)), bottom], axis=-1),
+            ],
+            axis=-2,
+        )
+        w = np.linalg.eigvalsh(full)
+        D[lo : lo + step] = np.maximum(w[..., : 2 * rho - rank], 0).sum(axis=(-1, -2))
     np.fill_diagonal(D, np.inf)
+    return D
+
+
+def _match_pairs(D):
+    """Pair the rows of the cost matrix ``D`` (an even number) at low total cost.
+
+    Mutual nearest neighbours first (a few rounds), then the cheapest pairs
+    left, greedily; then swaps between two pairs (``(a, b), (c, d)`` to
+    ``(a, c), (b, d)`` or ``(a, d), (b, c)``) while one lowers the total.
+    Returns ``(first, second)`` index arrays.
+    """
+    n = D.shape[0]
     free = np.ones(n, dtype=bool)
     first, second = [], []
     for _ in range(_MATCH_ROUNDS):
         idx = np.flatnonzero(free)
         if idx.size == 0:
             break
-        sub = D[np.ix_(idx, idx)]
-        nearest = np.argmin(sub, axis=1)
+        nearest = np.argmin(D[np.ix_(idx, idx)], axis=1)
         mutual = nearest[nearest] == np.arange(idx.size)
         keep = mutual & (np.arange(idx.size) < nearest)
         first.extend(idx[keep])
         second.extend(idx[nearest[keep]])
         free[idx[keep]] = free[idx[nearest[keep]]] = False
-    rest = np.flatnonzero(free)
-    if rest.size:
-        rest = rest[np.argsort(S[rest, 0], kind="stable")]
-        first.extend(rest[0::2])
-        second.extend(rest[1::2])
-    return np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
+    idx = np.flatnonzero(free)
+    if idx.size:
+        sub = D[np.ix_(idx, idx)]
+        a, b = np.triu_indices(idx.size, 1)
+        for k in np.argsort(sub[a, b], kind="stable"):
+            i, j = idx[a[k]], idx[b[k]]
+            if free[i] and free[j]:
+                first.append(i)
+                second.append(j)
+                free[i] = free[j] = False
+    first = np.asarray(first, dtype=np.int64)
+    second = np.asarray(second, dtype=np.int64)
+    for _ in range(n):
+        cost = D[first, second]
+        now = cost[:, None] + cost[None, :]
+        swaps = (
+            D[first[:, None], first[None, :]] + D[second[:, None], second[None, :]],
+            D[first[:, None], second[None, :]] + D[second[:, None], first[None, :]],
+        )
+        gain = np.maximum(now - swaps[0], now - swaps[1])
+        np.fill_diagonal(gain, 0)
+        p, q = np.unravel_index(np.argmax(gain), gain.shape)
+        if not gain[p, q] > 1e-12 * max(now[p, q], np.finfo(float).tiny):
+            break
+        if now[p, q] - swaps[0][p, q] >= now[p, q] - swaps[1][p, q]:
+            second[p], first[q] = first[q], second[p]
+        else:
+            second[p], second[q] = second[q], second[p]
+    return first, second
+
+
+def _unit_energy(X):
+    """Scale each row group of ``X`` (first axis) to unit energy (zero ones stay)."""
+    energy = np.sqrt(np.sum(np.abs(X) ** 2, axis=tuple(range(1, X.ndim))))
+    energy = np.where(energy > 0, energy, 1)
+    return X / energy.reshape((-1,) + (1,) * (X.ndim - 1))
+
+
+def _compress(Y, rank):
+    """The ``min(rank, d)`` rows ``U_r^H Y`` (leading left singular vectors of ``Y``)."""
+    if Y.shape[-2] <= rank:
+        return Y
+    _, U = np.linalg.eigh(_gram(Y))
+    return np.conj(np.swapaxes(U[..., -rank:], -1, -2)) @ Y
+
+
+def _halve(cols, upper):
+    """Column groups split in two: lower then upper half of each, in order."""
+    lower = cols[~upper].reshape(cols.shape[0], -1)
+    high = cols[upper].reshape(cols.shape[0], -1)
+    return np.stack([lower, high], axis=1).reshape(2 * cols.shape[0], -1)
+
+
+def _restrict(X, upper):
+    """Compressed rows ``(g, c, rho, 2n)`` restricted to halves: ``(g, 2c, rho, n)``."""
+    g, c, rho, m = X.shape
+    mask = np.broadcast_to(upper[None, :, None, :], X.shape)
+    lower = X[~mask].reshape(g, c, rho, m // 2)
+    high = X[mask].reshape(g, c, rho, m // 2)
+    return np.stack([lower, high], axis=2).reshape(g, 2 * c, rho, m // 2)
 
 
 def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
@@ -171,7 +323,7 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
     learn_rows, learn_cols : bool, default=True
         Which sides to learn.
     random_state : int, RandomState instance or None, default=None
-        Seeds the random directions of the signatures (the result is a
+        Seeds the random draws of the splits and sketches (the result is a
         deterministic function of ``A`` and the seed).
 
     Returns
@@ -194,68 +346,135 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
     True
     """
     rng = check_random_state(random_state)
+    rank = 1
     N = A.shape[0]
     L = N.bit_length() - 1
     A = np.asarray(A, dtype=np.result_type(A.dtype, np.float64))
-    complex_ = A.dtype.kind == "c"
-    positions = np.arange(N, dtype=np.int64)
-    # Row and column position bits assigned so far; the labels of the groups
-    # of the current level (rows: low bits still free; columns: high bits).
-    row_pos = np.zeros(N, dtype=np.int64) if learn_rows else positions.copy()
-    col_pos = np.zeros(N, dtype=np.int64) if learn_cols else positions.copy()
-    row_label = positions.copy()
-    w = rng.standard_normal(3)
-    # Anchor: the row of largest norm (its ratios are the best conditioned).
-    norms = np.sum(np.abs(A) ** 2, axis=1)
-    anchor = int(np.argmax(norms))
+    # Row groups of the current level (each listed in position order), column
+    # groups (likewise), and the compressed rows of every (row group, column
+    # group) block: X[g, h] spans the rows of A[rows[g]][:, cols[h]].
+    rows = np.arange(N, dtype=np.int64)[:, None]
+    cols = np.arange(N, dtype=np.int64)[None, :]
+    X = A[:, None, None, :]
     for i in range(1, L):
-        shift = L - i
-        # Columns of level i: split each group of level i - 1 in two.
+        half = N >> i  # rows: known partners are this many groups apart
         if learn_cols:
-            old = col_pos >> (shift + 1)
-            groups = np.argsort(old, kind="stable").reshape(2 ** (i - 1), -1)
-            if learn_rows:
-                mine = row_label == row_label[anchor]
-                reps = np.unique(row_label[~mine], return_index=True)[1]
-                candidates = np.flatnonzero(~mine)[reps]
-            else:
-                # The sibling rows are known: same low bits at level i.
-                sib = (row_pos % 2**shift == row_pos[anchor] % 2**shift) & (
-                    row_pos % 2 ** (shift + 1) != row_pos[anchor] % 2 ** (shift + 1)
-                )
-                candidates = np.flatnonzero(sib)[:1]
-            upper = _split_columns(A, anchor, candidates, groups, w)
-            col_pos |= upper.astype(np.int64) << shift
-        # Rows of level i: join the groups of level i - 1 in pairs.
-        if learn_rows:
-            groups = np.argsort(col_pos >> shift, kind="stable").reshape(2**i, -1)
-            shape = (groups.shape[1], 2)
-            W = rng.standard_normal(shape)
-            if complex_:
-                W = W + 1j * rng.standard_normal(shape)
-            labels, inverse = np.unique(row_label, return_inverse=True)
-            # One representative per group: its row of largest norm.
-            order = np.lexsort((-norms, inverse))
-            starts = np.searchsorted(inverse[order], np.arange(labels.size))
-            first, second = _match_pairs(_signatures(A[order[starts]], groups, W))
-            # The pair index becomes the new label; the second of each pair
-            # gets the position bit of this level.
-            new = np.empty(labels.size, dtype=np.int64)
-            new[first] = new[second] = np.arange(first.size)
-            bit = np.zeros(labels.size, dtype=bool)
-            bit[second] = True
-            row_pos |= bit[inverse].astype(np.int64) << (L - i)
-            row_label = new[inverse]
+            hypotheses = _split_hypotheses(X, half, learn_rows, rank, rng)
         else:
-            row_label = row_pos % 2**shift
-    if learn_cols:
-        # The two columns of each last group, in any order.
-        order = np.argsort(col_pos, kind="stable")
-        col_pos[order[1::2]] |= 1
-    if learn_rows:
-        # The two last row groups (labels 0 and 1): position bit 0.
-        row_pos |= row_label
-    return np.argsort(row_pos, kind="stable"), np.argsort(col_pos, kind="stable")
+            upper = np.zeros(cols.shape, dtype=bool)
+            upper[:, cols.shape[1] // 2 :] = True
+            hypotheses = [(upper, np.ones(cols.shape, dtype=bool))]
+        best = None
+        exact = _EXACT * np.sum(np.abs(X) ** 2)
+        # Each hypothesis starts from all its columns, then from its trusted ones.
+        hypotheses = [
+            (upper, keep)
+            for upper, trusted in hypotheses
+            for keep in (np.ones_like(trusted), trusted)
+        ]
+        for upper, trusted in hypotheses:
+            first, second, upper, cost = _merge_level(
+                X, upper, trusted, half, learn_rows, learn_cols, rank, rng
+            )
+            if best is None or cost < best[-1]:
+                best = first, second, upper, cost
+            if cost <= exact:
+                break
+        first, second, upper, _ = best
+        Z = _restrict(X, upper)
+        X = _compress(np.concatenate([Z[first], Z[second]], axis=2), rank)
+        rows = np.stack([rows[first], rows[second]], axis=-1).reshape(first.size, -1)
+        cols = _halve(cols, upper)
+    # Last level: the two row groups interleave, the column pairs stay.
+    row_perm = np.stack([rows[0], rows[1]], axis=-1).ravel()
+    return row_perm, cols.ravel()
+
+
+def _split_hypotheses(X, half, learn_rows, rank, rng):
+    """Candidate halvings of the column groups, from a few anchor pairs of row groups.
+
+    Each of the ``_ANCHORS`` row groups of largest energy is paired with
+    every other group (or with its known partner) and the columns split as
+    that pair is best fitted (:func:`_split_halves`). The best pair of each
+    anchor gives a hypothesis, and their vote gives one more: each pair's
+    column margins (how much more the other half costs), signs aligned
+    group by group with the first pair's, are summed. A hypothesis is the
+    halves and the columns decided firmly enough to be trusted.
+    """
+    Xn = _unit_energy(X)
+    energy = np.sum(np.abs(X) ** 2, axis=(1, 2, 3))
+    anchors = np.argsort(-energy, kind="stable")[:_ANCHORS] if learn_rows else [0]
+    hypotheses, votes = [], []
+    for anchor in anchors:
+        if learn_rows:
+            candidates = np.delete(np.arange(X.shape[0]), anchor)
+        else:
+            candidates = np.array([half])
+        Y = np.concatenate(
+            [
+                np.broadcast_to(Xn[anchor], (candidates.size, *Xn.shape[1:])),
+                Xn[candidates],
+            ],
+            axis=2,
+        )
+        upper, score, margin = _split_halves(Y.reshape((-1, *Y.shape[2:])), rank, rng)
+        score = score.reshape(candidates.size, -1).sum(axis=1)
+        k = np.argmin(score)
+        upper = upper.reshape((*Y.shape[:2], -1))[k]
+        margin = margin.reshape((*Y.shape[:2], -1))[k]
+        hypotheses.append((upper, _trusted(upper, margin)))
+        votes.append(margin)
+    if len(votes) > 1:
+        signs = np.sign(np.sum(votes[0] * np.asarray(votes), axis=-1, keepdims=True))
+        vote = np.sum(np.where(signs == 0, 1, signs) * np.asarray(votes), axis=0)
+        upper = _balanced(np.zeros_like(vote), vote)
+        hypotheses.insert(0, (upper, _trusted(upper, vote)))
+    return hypotheses
+
+
+def _trusted(upper, margin):
+    """The columns whose ``margin`` is not among the smallest ones of their half.
+
+    ``upper`` and ``margin`` are ``(groups, m)``: the fraction is taken in
+    each half of each group, so that every half keeps as many columns.
+    """
+    size = np.abs(margin)
+    trusted = np.zeros(upper.shape, dtype=bool)
+    for half in (upper, ~upper):
+        values = np.where(half, size, np.nan)
+        cut = np.nanquantile(values, _UNTRUSTED, axis=-1, keepdims=True)
+        trusted |= half & (size >= cut)
+    return trusted
+
+
+def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
+    """Pair the row groups and refine the column halves of one level, alternately.
+
+    The first matching uses the trusted columns only; then the halves are
+    refined with all the merged groups (:func:`_refine_halves`) and the rows
+    matched again, twice. Returns ``first, second, upper`` and the residual
+    of the merged groups on the new column groups (what the level costs).
+    """
+    for sweep in range(3 if learn_cols else 1):
+        if learn_rows:
+            # Trusted columns alone while they are enough for a fit.
+            few = (1 - _UNTRUSTED) * upper.shape[-1] / 2 <= rank
+            Xs = X if sweep or few else X * trusted[None, :, None, :]
+            first, second = _match_pairs(_pair_costs(_restrict(Xs, upper), rank, rng))
+        else:
+            first = np.arange(half)
+            second = first + half
+        if learn_cols and sweep < 2:
+            Y = np.concatenate([X[first], X[second]], axis=2)
+            if Y.shape[-1] <= _EXHAUSTIVE:
+                upper = _exhaustive_halves(Y, rank)
+            else:
+                upper = _refine_halves(Y, upper, rank, None if sweep else trusted)[0]
+    Z = _restrict(X, upper)
+    merged = np.concatenate([Z[first], Z[second]], axis=2)
+    w = np.linalg.eigvalsh(_gram(merged))
+    cost = np.maximum(w[..., : max(0, w.shape[-1] - rank)], 0).sum()
+    return first, second, upper, cost
 
 
 # The orderings found from the matrix: a search over candidates, a learning.
