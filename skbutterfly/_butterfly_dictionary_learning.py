@@ -20,11 +20,24 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skbutterfly._dictionary_learning import (
     TRANSFORM_ALGORITHMS,
+    Architecture,
+    OnlineState,
     encode,
     initial_dictionary,
     learn_online,
+    online_step,
 )
+from skbutterfly._hierarchical import plan_factorization
+from skbutterfly._scaling import frobenius_errors, scale_pow2, scaling_exponent
 from skbutterfly._validation import check_matrix
+from skbutterfly._warnings import warn_if_poor_fit
+
+# What usually helps a dictionary that codes the samples poorly.
+POOR_FIT_HINT = (
+    "try more nonzeros per code (transform_n_nonzero_coefs), a larger rank, "
+    "fewer factors or more epochs (max_iter); noise that no sparse code "
+    "should fit (as in denoising) also counts in this error."
+)
 
 
 class ButterflyDictionaryLearning(
@@ -205,6 +218,8 @@ default="omp"
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "n_factors": [Interval(Integral, 1, None, closed="left"), None],
         "rank": [Interval(Integral, 1, None, closed="left")],
+        "permutation": [None, str, list, tuple, np.ndarray],
+        "row_permutation": [None, str, list, tuple, np.ndarray],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -225,6 +240,8 @@ default="omp"
         *,
         n_factors=None,
         rank=1,
+        permutation=None,
+        row_permutation=None,
         max_iter=10,
         tol=1e-3,
         batch_size=256,
@@ -241,6 +258,8 @@ default="omp"
         self.n_components = n_components
         self.n_factors = n_factors
         self.rank = rank
+        self.permutation = permutation
+        self.row_permutation = row_permutation
         self.max_iter = max_iter
         self.tol = tol
         self.batch_size = batch_size
@@ -280,31 +299,20 @@ default="omp"
             The fitted estimator.
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        n_features = X.shape[1]
-        n_components = n_features if self.n_components is None else self.n_components
         random_state = check_random_state(self.random_state)
-        if self.dict_init is None:
-            D = initial_dictionary(X, n_components, random_state)
-        else:
-            D = check_matrix(self.dict_init, name="dict_init", allow_complex=False)
-            if D.shape != (n_components, n_features):
-                raise ValueError(
-                    f"dict_init must have shape (n_components, n_features) = "
-                    f"({n_components}, {n_features}), got shape={D.shape}."
-                )
-            D = D.astype(X.dtype)
-        B, D, errors, n_steps, converged = learn_online(
+        arch = self._architecture(X, random_state)
+        self._exponent = scaling_exponent(X)
+        X = scale_pow2(X, -self._exponent)
+        state, errors, n_steps, converged = learn_online(
             X,
-            D,
-            n_factors=self.n_factors,
-            rank=self.rank,
+            self._initial_dictionary(X, random_state),
+            arch=arch,
             coder=self._coder(),
             max_iter=self.max_iter,
             tol=self.tol,
             batch_size=self.batch_size,
             shuffle=self.shuffle,
             random_state=random_state,
-            n_jobs=self.n_jobs,
             verbose=self.verbose,
         )
         if not converged and self.tol > 0:
@@ -316,12 +324,107 @@ default="omp"
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self.butterfly_, self.components_ = B, D
+        self._set_state(state, arch, random_state)
         self.error_ = errors
         self.n_iter_ = len(errors)
         self.n_steps_ = n_steps
-        self.n_components_ = n_components
+        warn_if_poor_fit(errors[-1], state.B.nnz, state.D.size, POOR_FIT_HINT)
         return self
+
+    def partial_fit(self, X, y=None):
+        """Update the dictionary with one mini-batch ``X``.
+
+        The first call initialises the dictionary from ``X`` (or
+        ``dict_init``); each call codes ``X`` with the current dictionary,
+        adds its statistics to those of the previous calls (with the
+        forgetting factor of ``fit``, for mini-batches of ``batch_size``)
+        and takes one projected dictionary step. After ``fit``, it continues
+        from the fitted dictionary and statistics. The orderings must be
+        fixed (``None``, a permutation or its name): a searched ordering
+        (``"auto"``, ``"learn"``, candidates) is chosen after epochs without
+        the constraint, which only ``fit`` runs. Samples are scaled by the
+        power of two of the first batch (see ``fit``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A mini-batch of samples (real).
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        first = not hasattr(self, "_state")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first)
+        if first:
+            random_state = check_random_state(self.random_state)
+            arch = self._architecture(X, random_state)
+            if arch.searched:
+                raise ValueError(
+                    "partial_fit needs fixed orderings, got permutation="
+                    f"{self.permutation!r} and row_permutation="
+                    f"{self.row_permutation!r}: a searched ordering is chosen "
+                    "by fit after its epochs without the constraint. Pass "
+                    "None, a permutation or its name, or call fit first."
+                )
+            self._exponent = scaling_exponent(X)
+            X = scale_pow2(X, -self._exponent)
+            D = self._initial_dictionary(X, random_state)
+            self._set_state(OnlineState.start(*arch.project(D)), arch, random_state)
+            self.error_, self.n_iter_, self.n_steps_ = np.zeros(0), 0, 0
+        else:
+            X = scale_pow2(X, -self._exponent)
+        D = self._state.D
+        codes, _ = online_step(
+            self._state, X, self._arch, self._coder(), self.batch_size,
+            self._random_state, resample=False,
+        )  # fmt: skip
+        self.butterfly_, self.components_ = self._state.B, self._state.D
+        self.error_ = np.append(self.error_, frobenius_errors(X, codes @ D)[2])
+        self.n_steps_ += 1
+        return self
+
+    def _architecture(self, X, random_state):
+        """The validated butterfly set of the dictionary (orderings checked)."""
+        n_components = X.shape[1] if self.n_components is None else self.n_components
+        plan_factorization(
+            (n_components, X.shape[1]),
+            self.n_factors,
+            self.rank,
+            "balanced",
+            self.permutation,
+            "zeros",
+            self.row_permutation,
+        )
+        return Architecture(
+            self.n_factors,
+            self.rank,
+            self.permutation,
+            self.row_permutation,
+            self.n_jobs,
+            random_state,
+        )
+
+    def _initial_dictionary(self, X, random_state):
+        n_features = X.shape[1]
+        n_components = n_features if self.n_components is None else self.n_components
+        if self.dict_init is None:
+            return initial_dictionary(X, n_components, random_state)
+        D = check_matrix(self.dict_init, name="dict_init", allow_complex=False)
+        if D.shape != (n_components, n_features):
+            raise ValueError(
+                f"dict_init must have shape (n_components, n_features) = "
+                f"({n_components}, {n_features}), got shape={D.shape}."
+            )
+        return D.astype(X.dtype)
+
+    def _set_state(self, state, arch, random_state):
+        self._state, self._arch, self._random_state = state, arch, random_state
+        self.butterfly_, self.components_ = state.B, state.D
+        self.n_components_ = state.D.shape[0]
 
     def transform(self, X):
         """Sparse codes of the samples over the learned atoms.
