@@ -331,6 +331,7 @@ default="omp"
         warn_if_poor_fit(errors[-1], state.B.nnz, state.D.size, POOR_FIT_HINT)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Update the dictionary with one mini-batch ``X``.
 

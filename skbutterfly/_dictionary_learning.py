@@ -246,7 +246,8 @@ def online_step(state, Xb, arch, coder, batch_size, random_state, resample):
     Codes ``Xb`` with the current dictionary, accumulates the statistics,
     takes the dictionary step and projects it (unless the dictionary is
     free). With ``resample``, atoms no code has used since the statistics
-    were reset are replaced by random samples of ``Xb`` with 1 % noise.
+    were reset are replaced by random samples of ``Xb`` with 1 % noise,
+    normalised (the projection weighs rows by their norms).
     """
     C = encode(Xb, state.B, state.D, coder)
     beta = _forgetting_factor(state.step, batch_size)
@@ -261,7 +262,8 @@ def online_step(state, Xb, arch, coder, batch_size, random_state, resample):
         samples = Xb[random_state.randint(len(Xb), size=len(unused))]
         noise = random_state.standard_normal(samples.shape).astype(Xb.dtype)
         spread = np.std(samples, axis=1, keepdims=True)
-        T[unused] = samples + _RESAMPLE_NOISE * np.where(spread > 0, spread, 1) * noise
+        samples = samples + _RESAMPLE_NOISE * np.where(spread > 0, spread, 1) * noise
+        T[unused] = _unit_rows(samples)  # atoms' scale: the fit is scale-free
     if state.B is None:
         state.D = _unit_rows(T)
     else:
