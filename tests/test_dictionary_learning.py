@@ -306,7 +306,7 @@ def test_poor_fits_warn():
     X = _codes(400, 16, 3, 7) @ _conditioned_butterfly(16, 7, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PoorFitWarning)
-        est = ButterflyDictionaryLearning(
+        ButterflyDictionaryLearning(
             transform_n_nonzero_coefs=3, row_permutation="learn", max_iter=10, tol=0
         ).fit(X)
 
