@@ -377,3 +377,9 @@ def test_partial_fit_is_fit_by_mini_batches():
         ButterflyDictionaryLearning(row_permutation="learn").partial_fit(X)
     with pytest.raises(ValueError, match="features"):
         online.partial_fit(X[:, :8])
+
+
+def test_learned_orderings_need_a_square_dictionary():
+    X = np.random.default_rng(11).standard_normal((40, 16))
+    with pytest.raises(ValueError, match="row_permutation='learn'.*n_components=32"):
+        ButterflyDictionaryLearning(32, row_permutation="learn").fit(X)
