@@ -178,10 +178,10 @@ class ButterflyDictionaryLearning(
     .. math:: T = (A + \\lambda I)^{-1} (B + \\lambda D),
         \\qquad \\lambda = 0.1\\, \\mathrm{tr}(A) / k,
 
-    which stays close to the current dictionary, then projects :math:`T` onto butterflies by the
-    hierarchical factorization (quasi-optimal in Frobenius norm, exact on
-    butterflies, ``O(N**2)``) and renormalises the atoms (a row scaling of
-    :math:`F_1`). This replaces the per-factor projected gradient (PALM) of
+    which stays close to the current dictionary, then projects :math:`T`
+    onto butterflies by the hierarchical factorization (quasi-optimal in
+    Frobenius norm, exact on butterflies, ``O(N**2)``) and renormalises the
+    atoms (a row scaling of :math:`F_1`). This replaces the per-factor projected gradient (PALM) of
     [1]_ by one projection per step: simpler, and on image patches it
     denoised better than plain projected gradient steps. The projection is
     not a minimiser of the surrogate, so its decrease is not guaranteed; the

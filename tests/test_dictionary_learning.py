@@ -381,5 +381,5 @@ def test_partial_fit_is_fit_by_mini_batches():
 
 def test_learned_orderings_need_a_square_dictionary():
     X = np.random.default_rng(11).standard_normal((40, 16))
-    with pytest.raises(ValueError, match="row_permutation='learn'.*n_components=32"):
+    with pytest.raises(ValueError, match=r"row_permutation='learn'.*n_components=32"):
         ButterflyDictionaryLearning(32, row_permutation="learn").fit(X)
