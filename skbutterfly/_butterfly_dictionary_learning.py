@@ -181,14 +181,15 @@ class ButterflyDictionaryLearning(
     which stays close to the current dictionary, then projects :math:`T`
     onto butterflies by the hierarchical factorization (quasi-optimal in
     Frobenius norm, exact on butterflies, ``O(N**2)``) and renormalises the
-    atoms (a row scaling of :math:`F_1`). This replaces the per-factor projected gradient (PALM) of
-    [1]_ by one projection per step: simpler, and on image patches it
-    denoised better than plain projected gradient steps. The projection is
-    not a minimiser of the surrogate, so its decrease is not guaranteed; the
-    per-epoch error is monitored instead (``tol``). Atoms that no code of
-    an epoch used are replaced, at its last mini-batch, by random samples of
-    it (normalised, with 1 % noise), as scikit-learn does. ``partial_fit``
-    is one step of this loop: the statistics carry over from call to call.
+    atoms (a row scaling of :math:`F_1`). This replaces the per-factor
+    projected gradient (PALM) of [1]_ by one projection per step: simpler,
+    and on image patches it denoised better than plain projected gradient
+    steps. The projection is not a minimiser of the surrogate, so its
+    decrease is not guaranteed; the per-epoch error is monitored instead
+    (``tol``). Atoms that no code of an epoch used are replaced, at its last
+    mini-batch, by random samples of it (normalised, with 1 % noise), as
+    scikit-learn does. ``partial_fit`` is one step of this loop: the
+    statistics carry over from call to call.
 
     Sparse coding computes the correlations :math:`D X^\top` with the
     operator once ``n_features >= 256`` and the butterfly stores at most a
