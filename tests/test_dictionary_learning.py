@@ -25,6 +25,10 @@ from skbutterfly.datasets import random_butterfly
 
 # The scikit-learn estimator checks run in tests/test_common.py.
 
+# Most fits here code noise or stop early: their PoorFitWarning is expected
+# (test_poor_fits_warn checks it is emitted, and when it is not).
+pytestmark = pytest.mark.filterwarnings("ignore::skbutterfly.PoorFitWarning")
+
 
 def _codes(n_samples, n_atoms, n_nonzero, seed):
     """Codes with ``n_nonzero`` standard normal values at random atoms."""
