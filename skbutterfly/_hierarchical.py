@@ -283,14 +283,16 @@ default=None
           ``benchmarks/bench_orderings.py``).
         - ``"learn"`` recovers unknown orderings from the matrix alone: the
           row and column cluster trees of the classic rank-one butterfly
-          are identified level by level (pairs of rows whose ratio is
-          constant on column groups, rows proportional on each group), then
-          turned into permutations. An exact rank-one butterfly (e.g. a DFT
-          or a Hadamard matrix) with shuffled rows and columns is recovered
-          to rounding; any other matrix gets valid permutations and the
-          usual factorization, never an error. Cost ``O(N**2 log N)``; needs
-          a square architecture of power-of-two size. The other side may
-          be ``"learn"`` too or one fixed permutation.
+          are identified level by level, by least-squares rank-one fits of
+          the blocks of each level (groups of rows paired, groups of
+          columns halved), then turned into permutations. An exact rank-one
+          butterfly (e.g. a DFT or a Hadamard matrix) with shuffled rows and
+          columns is recovered to rounding, a noisy one to the noise level;
+          block rank two or more is not identified (the rank-one criterion
+          is a heuristic there); any matrix gets valid permutations and the
+          usual factorization, never an error. Cost ``O(N**2 log N)``;
+          needs a square architecture of power-of-two size. The other side
+          may be ``"learn"`` too or one fixed permutation.
     orthonormalize : bool, default=True
         Orthonormalise before each split (it carries the error guarantee);
         ``False`` is the plain hierarchical algorithm (singular values split

@@ -10,25 +10,33 @@ every (row group, column group) block of every split has rank at most ``r``
 (Le, Zheng, Riccietti and Gribonval). The row groups coarsen and the column
 groups refine as ``i`` grows: both are binary trees, and any ordering that
 respects the two trees is as good as any other. This module recovers the
-trees level by level from the matrix alone, for rank one:
+trees level by level from the matrix alone, for rank one, by least squares:
 
-* the column groups of level ``i`` split those of level ``i - 1`` in two: two
-  rows whose ratio is constant on each new group (rows of sibling groups)
-  are found among one representative per row group, as the pair whose ratio
-  takes two values per old group, in two equal halves;
-* the row groups of level ``i`` join those of level ``i - 1`` in pairs: rows
-  of one new group are proportional on every new column group, so the old
-  groups (each by its row of largest norm) are matched by a phase- and
-  scale-invariant signature of their restrictions (mutual nearest
-  neighbours).
+* every (row group, column group) block of the current level is kept as its
+  rank-one compression (the leading singular value times the right singular
+  vector): noise averages out in big groups and small entries weigh little;
+* hypotheses for the new column groups: the row group of largest energy is
+  paired with each other group and the pair that best splits every column
+  group into two equal halves of rank one (balanced two-line fits, refined
+  by alternating fits and reassignment) proposes a halving; so do the next
+  anchors and their vote;
+* for a hypothesis, the row groups are paired at the least residual beyond
+  rank one on the new column groups (mutual nearest neighbours, greedy
+  completion, then swaps between pairs while one lowers the total; first on
+  the columns the hypothesis decides firmly), the halves are refit with all
+  the pairs at once (every balanced split of short groups is tried), and the
+  rows matched again; the hypothesis that leaves the least residual wins,
+  and an exact one ends the level.
 
 Every step takes the best candidate, never a threshold, so an exact rank-one
-butterfly is recovered to rounding and any other matrix still gets valid
-permutations (then factorized and measured as usual). The cost is
-``O(N**2 log N)`` operations with a constant number of ``N x N`` temporaries.
-This is the block-identification idea of Zheng, Puy, Riccietti, Pérez and
-Gribonval (arXiv:2307.00820), with pair ratios and matching in place of their
-spectral clustering.
+butterfly is recovered to rounding, a noisy one to the noise, and any other
+matrix still gets valid permutations (then factorized and measured as
+usual). The cost is ``O(N**2 log N)`` operations with a constant number of
+``N x N`` temporaries. This is the block-identification idea of Zheng, Puy,
+Riccietti, Pérez and Gribonval (arXiv:2307.00820), with least-squares fits
+and matching in place of their spectral clustering. Rank two or more is not
+identified (the first levels are then rank-deficient for any grouping): the
+rank-one criterion is used as a heuristic.
 """
 
 # Authors: The skbutterfly developers
@@ -50,12 +58,13 @@ from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
 _EXHAUSTIVE = 8
 
 # Random tries of the two-subspace split, and its refinement sweeps.
-_SPLIT_TRIES = 4
+_SPLIT_TRIES = 2
 _REFINE_SWEEPS = 3
 
 # A level whose residual is below this fraction of the energy is exact (to
-# rounding): the remaining hypotheses are not tried.
-_EXACT = (100 * np.finfo(np.float64).eps) ** 2
+# the rounding of the eigenvalues that measure it): the remaining hypotheses
+# are not tried.
+_EXACT = 100 * np.finfo(np.float64).eps
 
 # Anchor row groups per level, and best partners kept per anchor: each
 # (anchor, partner) pair proposes one halving of the column groups.
@@ -285,7 +294,7 @@ def _unit_energy(X):
 
 
 def _compress(Y, rank):
-    """The ``min(rank, d)`` rows ``U_r^H Y`` (leading left singular vectors of ``Y``)."""
+    """The ``min(rank, d)`` rows ``U_r^H Y``, ``U_r`` the top left singular vectors."""
     if Y.shape[-2] <= rank:
         return Y
     _, U = np.linalg.eigh(_gram(Y))
@@ -366,12 +375,6 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
             hypotheses = [(upper, np.ones(cols.shape, dtype=bool))]
         best = None
         exact = _EXACT * np.sum(np.abs(X) ** 2)
-        # Each hypothesis starts from all its columns, then from its trusted ones.
-        hypotheses = [
-            (upper, keep)
-            for upper, trusted in hypotheses
-            for keep in (np.ones_like(trusted), trusted)
-        ]
         for upper, trusted in hypotheses:
             first, second, upper, cost = _merge_level(
                 X, upper, trusted, half, learn_rows, learn_cols, rank, rng
@@ -393,18 +396,19 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
 def _split_hypotheses(X, half, learn_rows, rank, rng):
     """Candidate halvings of the column groups, from a few anchor pairs of row groups.
 
-    Each of the ``_ANCHORS`` row groups of largest energy is paired with
-    every other group (or with its known partner) and the columns split as
-    that pair is best fitted (:func:`_split_halves`). The best pair of each
-    anchor gives a hypothesis, and their vote gives one more: each pair's
-    column margins (how much more the other half costs), signs aligned
-    group by group with the first pair's, are summed. A hypothesis is the
-    halves and the columns decided firmly enough to be trusted.
+    Yields ``(upper, trusted)``: the halves and the columns decided firmly
+    enough to be trusted in a first matching (all of them first, then the
+    trusted ones only). The row group of largest energy is paired with every
+    other group (or with its known partner) and the columns split as the
+    best pair is fitted (:func:`_split_halves`); then the same for the next
+    ``_ANCHORS - 1`` anchors, and last their vote: each pair's column margins
+    (how much more the other half costs), signs aligned group by group with
+    the first pair's, summed. Generated lazily: an exact level stops early.
     """
     Xn = _unit_energy(X)
     energy = np.sum(np.abs(X) ** 2, axis=(1, 2, 3))
     anchors = np.argsort(-energy, kind="stable")[:_ANCHORS] if learn_rows else [0]
-    hypotheses, votes = [], []
+    votes = []
     for anchor in anchors:
         if learn_rows:
             candidates = np.delete(np.arange(X.shape[0]), anchor)
@@ -422,14 +426,15 @@ def _split_hypotheses(X, half, learn_rows, rank, rng):
         k = np.argmin(score)
         upper = upper.reshape((*Y.shape[:2], -1))[k]
         margin = margin.reshape((*Y.shape[:2], -1))[k]
-        hypotheses.append((upper, _trusted(upper, margin)))
         votes.append(margin)
+        yield upper, np.ones(upper.shape, dtype=bool)
+        yield upper, _trusted(upper, margin)
     if len(votes) > 1:
         signs = np.sign(np.sum(votes[0] * np.asarray(votes), axis=-1, keepdims=True))
         vote = np.sum(np.where(signs == 0, 1, signs) * np.asarray(votes), axis=0)
         upper = _balanced(np.zeros_like(vote), vote)
-        hypotheses.insert(0, (upper, _trusted(upper, vote)))
-    return hypotheses
+        yield upper, np.ones(upper.shape, dtype=bool)
+        yield upper, _trusted(upper, vote)
 
 
 def _trusted(upper, margin):

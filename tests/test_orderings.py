@@ -62,6 +62,67 @@ def test_learn_recovers_shuffled_dft_and_hadamard(make, N):
     assert _relative_error(S, B) <= 1e-10
 
 
+@pytest.mark.parametrize("N", [32, 64])
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_learn_recovers_noisy_shuffled_butterflies_to_the_noise(N, complex_, seed):
+    # 1 % Gaussian noise (relative, Frobenius): the true ordering fits to the
+    # noise level, a wrong group costs far more. The factorization in the
+    # learned ordering is measured against the noisy input.
+    dtype = np.complex128 if complex_ else np.float64
+    rng = np.random.default_rng(seed)
+    S = _shuffled(random_butterfly(N, dtype=dtype, random_state=seed).toarray(), seed)
+    E = rng.standard_normal(S.shape)
+    noisy = S + 0.01 * np.linalg.norm(S) / np.linalg.norm(E) * E
+    B = butterfly_factorize(
+        noisy, permutation="learn", row_permutation="learn", random_state=seed
+    )
+    assert _relative_error(noisy, B) <= 1.1 * 0.01
+
+
+def test_pair_matching_finds_planted_pairs_and_no_improving_swap():
+    from skbutterfly._orderings import _match_pairs
+
+    rng = np.random.default_rng(0)
+    for n in (2, 6, 16, 64):
+        D = 1 + rng.random((n, n))
+        D = D + D.T
+        truth = rng.permutation(n).reshape(-1, 2)
+        cheap = rng.random(len(truth)) * 0.5  # every planted pair beats the rest
+        D[truth[:, 0], truth[:, 1]] = D[truth[:, 1], truth[:, 0]] = cheap
+        np.fill_diagonal(D, np.inf)
+        first, second = _match_pairs(D)
+        assert sorted(np.r_[first, second]) == list(range(n))
+        found = {frozenset(p) for p in zip(first.tolist(), second.tolist())}
+        assert found == {frozenset(p) for p in truth.tolist()}
+    # On random costs: a perfect matching that no swap of two pairs improves.
+    for _ in range(20):
+        D = rng.random((10, 10))
+        D = D + D.T
+        np.fill_diagonal(D, np.inf)
+        first, second = _match_pairs(D)
+        assert sorted(np.r_[first, second]) == list(range(10))
+        for p in range(5):
+            for q in range(p + 1, 5):
+                now = D[first[p], second[p]] + D[first[q], second[q]]
+                assert now <= D[first[p], first[q]] + D[second[p], second[q]] + 1e-12
+                assert now <= D[first[p], second[q]] + D[second[p], first[q]] + 1e-12
+
+
+def test_exhaustive_halves_finds_the_rank_one_split():
+    from skbutterfly._orderings import _exhaustive_halves
+
+    rng = np.random.default_rng(1)
+    for m in (2, 4, 8):
+        upper = rng.permutation(np.r_[np.zeros(m // 2), np.ones(m // 2)]).astype(bool)
+        # Two rows, each half of the columns a rank-one 2 x (m/2) block.
+        Y = np.empty((2, m))
+        for half in (upper, ~upper):
+            Y[:, half] = np.outer(rng.standard_normal(2), rng.standard_normal(m // 2))
+        found = _exhaustive_halves(Y[None, None], 1)[0]
+        assert np.array_equal(found, upper) or np.array_equal(found, ~upper)
+
+
 def test_learn_one_side_with_the_other_given():
     F = dft(64)
     rows = np.random.default_rng(0).permutation(64)
