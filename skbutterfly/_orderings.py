@@ -54,6 +54,10 @@ from skbutterfly._parallel import map_chunks
 from skbutterfly._permutations import auto_candidates
 from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
 
+# Matchings of the rows (each followed by a refit of the column halves) per
+# hypothesis, at most.
+_ALTERNATIONS = 6
+
 # Column groups this short are split by trying every balanced split.
 _EXHAUSTIVE = 8
 
@@ -456,11 +460,14 @@ def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
     """Pair the row groups and refine the column halves of one level, alternately.
 
     The first matching uses the trusted columns only; then the halves are
-    refined with all the merged groups (:func:`_refine_halves`) and the rows
-    matched again, twice. Returns ``first, second, upper`` and the residual
-    of the merged groups on the new column groups (what the level costs).
+    refit with all the merged groups (:func:`_refine_halves`, or
+    :func:`_exhaustive_halves` for short groups) and the rows matched again,
+    until the pairs no longer change (at most ``_ALTERNATIONS`` matchings).
+    Returns ``first, second, upper`` and the residual of the merged groups
+    on the new column groups (what the level costs).
     """
-    for sweep in range(3 if learn_cols else 1):
+    pairs = None
+    for sweep in range(_ALTERNATIONS if learn_cols else 1):
         if learn_rows:
             # Trusted columns alone while they are enough for a fit.
             few = (1 - _UNTRUSTED) * upper.shape[-1] / 2 <= rank
@@ -469,12 +476,15 @@ def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
         else:
             first = np.arange(half)
             second = first + half
-        if learn_cols and sweep < 2:
-            Y = np.concatenate([X[first], X[second]], axis=2)
-            if Y.shape[-1] <= _EXHAUSTIVE:
-                upper = _exhaustive_halves(Y, rank)
-            else:
-                upper = _refine_halves(Y, upper, rank, None if sweep else trusted)[0]
+        found = {frozenset(p) for p in zip(first.tolist(), second.tolist())}
+        if found == pairs or not learn_cols:
+            break
+        pairs = found
+        Y = np.concatenate([X[first], X[second]], axis=2)
+        if Y.shape[-1] <= _EXHAUSTIVE:
+            upper = _exhaustive_halves(Y, rank)
+        else:
+            upper = _refine_halves(Y, upper, rank, None if sweep else trusted)[0]
     Z = _restrict(X, upper)
     merged = np.concatenate([Z[first], Z[second]], axis=2)
     w = np.linalg.eigvalsh(_gram(merged))
