@@ -58,6 +58,11 @@ from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
 # hypothesis, at most.
 _ALTERNATIONS = 6
 
+# Partners of an anchor kept after one cheap try each, and the entries of
+# the candidates' blocks screened at once (bounds the temporaries).
+_SCREEN = 8
+_SCREEN_ENTRIES = 2**21
+
 # Column groups this short are split by trying every balanced split.
 _EXHAUSTIVE = 8
 
@@ -161,28 +166,35 @@ def _exhaustive_halves(Y, rank):
     return splits[np.argmin(total, axis=-1)]
 
 
-def _split_halves(Y, rank, rng):
+def _split_halves(Y, rank, rng, tries=_SPLIT_TRIES, sweeps=_REFINE_SWEEPS):
     """Best balanced split of the columns of each ``Y[b]`` in two rank-``rank`` halves.
 
-    ``Y`` is ``(batch, d, m)``. Each try draws ``rank`` columns (by energy),
-    fits their span, takes the ``m / 2`` columns closest to it as one half
-    and refines; the try with the smallest residual is kept. An exact split
-    is found whenever the drawn columns lie in one half (always for rank 1).
-    Returns the upper halves ``(batch, m)`` and the residuals ``(batch,)``.
+    ``Y`` is ``(batch, d, m)``. Each of ``tries * 2**(rank - 1)`` tries draws
+    ``rank`` columns (by energy), fits their span, takes the ``m / 2``
+    columns closest to it as one half and refines (``sweeps``); the try with
+    the smallest residual is kept. An exact split is found whenever the
+    drawn columns lie in one half (always for rank 1). Returns the upper
+    halves ``(batch, m)``, the residuals ``(batch,)`` and the column margins
+    (as :func:`_refine_halves`).
     """
     batch, d, m = Y.shape
     energy = np.sum(np.abs(Y) ** 2, axis=1)
-    cdf = np.cumsum(energy, axis=1)
-    total = np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1)
+    total = energy.sum(axis=1, keepdims=True)
+    # One sorted array for all rows: row b's cumulative shares, plus b.
+    cdf = (np.cumsum(energy, axis=1) / np.where(total > 0, total, 1)).ravel()
+    cdf += np.repeat(np.arange(batch), m)
     best_upper, best_score = None, np.full(batch, np.inf)
-    for _ in range(_SPLIT_TRIES * 2 ** (rank - 1)):
-        draws = rng.random((batch, rank)) * total
-        picks = np.minimum(np.sum(cdf[:, None, :] <= draws[:, :, None], axis=-1), m - 1)
+    for _ in range(tries * 2 ** (rank - 1)):
+        draws = rng.random((batch, rank)) + np.arange(batch)[:, None]
+        picks = np.searchsorted(cdf, draws.ravel()).reshape(batch, rank)
+        picks = np.clip(picks - m * np.arange(batch)[:, None], 0, m - 1)
         mask = np.zeros((batch, m), dtype=bool)
         np.put_along_axis(mask, picks, True, axis=1)
         near = _column_residuals(Y, mask, rank)
         far = np.where(mask, -1.0, near)
-        upper, score, margin = _refine_halves(Y[None], _balanced(-far, far), rank)
+        upper, score, margin = _refine_halves(
+            Y[None], _balanced(-far, far), rank, sweeps=sweeps
+        )
         better = score < best_score
         if best_upper is None:
             best_upper, best_margin = upper, margin
@@ -418,18 +430,34 @@ def _split_hypotheses(X, half, learn_rows, rank, rng):
             candidates = np.delete(np.arange(X.shape[0]), anchor)
         else:
             candidates = np.array([half])
-        Y = np.concatenate(
-            [
-                np.broadcast_to(Xn[anchor], (candidates.size, *Xn.shape[1:])),
-                Xn[candidates],
-            ],
-            axis=2,
-        )
-        upper, score, margin = _split_halves(Y.reshape((-1, *Y.shape[2:])), rank, rng)
-        score = score.reshape(candidates.size, -1).sum(axis=1)
-        k = np.argmin(score)
-        upper = upper.reshape((*Y.shape[:2], -1))[k]
-        margin = margin.reshape((*Y.shape[:2], -1))[k]
+
+        def stacked(partners, anchor=anchor):
+            Y = np.concatenate(
+                [
+                    np.broadcast_to(Xn[anchor], (partners.size, *Xn.shape[1:])),
+                    Xn[partners],
+                ],
+                axis=2,
+            )
+            return Y.reshape((-1, *Y.shape[2:]))
+
+        if candidates.size > _SCREEN:
+            # One cheap try each (chunks of a bounded size), the best refit.
+            step = max(1, _SCREEN_ENTRIES // Xn[0].size)
+            scores = np.concatenate(
+                [
+                    _split_halves(stacked(chunk), rank, rng, tries=1, sweeps=1)[1]
+                    .reshape(chunk.size, -1)
+                    .sum(axis=1)
+                    for chunk in np.array_split(candidates, -(-candidates.size // step))
+                ]
+            )
+            candidates = candidates[np.argsort(scores, kind="stable")[:_SCREEN]]
+        upper, score, margin = _split_halves(stacked(candidates), rank, rng)
+        shape = (candidates.size, Xn.shape[1], -1)
+        k = np.argmin(score.reshape(candidates.size, -1).sum(axis=1))
+        upper = upper.reshape(shape)[k]
+        margin = margin.reshape(shape)[k]
         votes.append(margin)
         yield upper, np.ones(upper.shape, dtype=bool)
         yield upper, _trusted(upper, margin)
