@@ -33,7 +33,7 @@ minutes on 2 busy cores: table 1 at N = 64 and 256 with 5 draws, table 2 at
 N = 1024 and J = 2, tables 3 and 4 at N = 1024 and 256); ``--full`` runs the
 issue's sizes (table 1 up to N = 1024 with 20 draws, table 2 at N = 1024 and
 4096 and J = 2..6, table 4 at N = 256 and 4096); ``--tables``, ``--sizes``,
-``--dct-sizes`` and ``--no-learn`` select parts.
+``--depths``, ``--dct-sizes`` and ``--no-learn`` select parts.
 """
 
 import argparse
@@ -377,6 +377,9 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", help="sizes of table 2")
     parser.add_argument("--dct-sizes", type=int, nargs="+", help="sizes of table 4")
     parser.add_argument(
+        "--depths", type=int, nargs="+", help="depths J of table 2 (rank 8)"
+    )
+    parser.add_argument(
         "--no-learn", action="store_true", help="no 'learn' column in table 2"
     )
     args = parser.parse_args()
@@ -385,7 +388,7 @@ def main():
         table_shuffled([64, 256, 1024] if full else [64, 256], draws=20 if full else 5)
     if 2 in args.tables:
         sizes = args.sizes or ([1024, 4096] if full else [1024])
-        depths = [2, 3, 4, 5, 6] if full else [2]
+        depths = args.depths or ([2, 3, 4, 5, 6] if full else [2])
         table_natural(sizes, depths, learn=not args.no_learn)
     if 3 in args.tables:
         table_cost(1024, repeat=3 if full else 1)
