@@ -145,6 +145,14 @@ def table_natural(sizes, depths, learn=True):
         f"{'ratio':>6}  rows/cols"
     )
     for N in sizes:
+        L = N.bit_length() - 1
+        storage = [architecture((N, N), n_factors=J, rank=8).nnz for J in range(2, L)]
+        print(
+            f"   N = {N}, stored values at rank 8 by depth J: "
+            + ", ".join(
+                f"{J}: {100 * v / N**2:.1f} %" for J, v in enumerate(storage, 2)
+            )
+        )
         print(header)
         for name, make in MATRICES.items():
             A = make(N)
