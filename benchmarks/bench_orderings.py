@@ -178,20 +178,17 @@ def table_natural(sizes, depths, learn=True):
                     ),
                     1,
                 )
-                e_learn = (
-                    relative_error(
-                        A, butterfly_factorize(A, n_factors=J, rank=8, **LEARN)
-                    )
-                    if learn
-                    else np.nan
-                )
+                learned = f"{'-':>9}"
+                if learn:
+                    B = butterfly_factorize(A, n_factors=J, rank=8, **LEARN)
+                    learned = f"{relative_error(A, B):>9.1e}"
                 e_plain, e_auto = relative_error(A, plain), relative_error(A, auto)
                 svd = svd_error_at_storage(sigma2, auto.nnz, A.shape)
                 results[J] = (auto, e_auto)
                 orders = f"{_short(auto.row_perm)}/{_short(auto.perm)}"
                 print(
                     f"{name:<21}{N:>5}{J:>3}{100 * auto.nnz / N**2:>7.1f}"
-                    f"{e_plain:>9.1e}{e_auto:>9.1e}{e_learn:>9.1e}{svd:>6.2f}"
+                    f"{e_plain:>9.1e}{e_auto:>9.1e}{learned}{svd:>6.2f}"
                     f"{svd / max(e_auto, 1e-300):>9.1e}{t_auto:>8.2f}{t_known:>8.2f}"
                     f"{t_auto / t_known:>6.1f}  {orders}"
                 )
