@@ -27,9 +27,11 @@ Four tables, one run:
    finds at rank 2 and 4, the complex rank-2 form, and (N <= 1024) the best
    block-rank-1 error of every search the package offers.
 
-Times are wall times on a shared machine (best of 3 with ``--full``): expect
-noise. ``python benchmarks/bench_orderings.py`` is the quick run (a few
-minutes on 2 busy cores: table 1 at N = 64 and 256 with 5 draws, table 2 at
+Times are wall times (best of 3 with ``--full``): on a shared machine, set
+``OPENBLAS_NUM_THREADS=1``, since BLAS threads competing for busy cores make
+the small batched eigensolvers many times slower.
+``python benchmarks/bench_orderings.py`` is the quick run (about a minute on
+2 busy cores: table 1 at N = 64 and 256 with 5 draws, table 2 at
 N = 1024 and J = 2, tables 3 and 4 at N = 1024 and 256); ``--full`` runs the
 issue's sizes (table 1 up to N = 1024 with 20 draws, table 2 at N = 1024 and
 4096 and J = 2..6, table 4 at N = 256 and 4096); ``--tables``, ``--sizes``,
