@@ -13,6 +13,10 @@ its rows and columns are given. Two cases where that order is wrong:
   wrong order: ``"auto"`` finds the reordering of its rows (a standard
   permutation related to the bit reversal) and the error drops by orders of
   magnitude, far below the truncated SVD with as many stored values.
+
+A third case needs an ordering that no generic search tries: the DCT-II is
+exact at block rank 2 once its columns are put in the order of Makhoul's
+DCT-via-FFT algorithm, then bit-reversed.
 """
 
 # %%
@@ -20,8 +24,9 @@ its rows and columns are given. Two cases where that order is wrong:
 # --------------------------
 import matplotlib.pyplot as plt
 import numpy as np
+import scipy.fft
 
-from skbutterfly import butterfly_factorize
+from skbutterfly import bit_reversal_permutation, butterfly_factorize
 from skbutterfly.datasets import dft, nonuniform_dft, random_butterfly
 
 N = 256
@@ -82,3 +87,26 @@ ax.set_title(f"non-uniform DFT, N = {N}")
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %%
+# The DCT-II: a known ordering
+# ----------------------------
+# Makhoul's algorithm computes the DCT-II as the real part of a DFT, scaled
+# by phases, of the input reordered as even entries then odd ones reversed.
+# With these columns bit-reversed, every block of the butterfly's splits is
+# the real part of a rank-one block: block rank 2 with real factors is exact.
+# Depth 4 stores the fewest values at rank 2 (the error-free representation
+# takes 19 % of the dense storage; "auto" at rank 2 is not exact).
+C = scipy.fft.dct(np.eye(N), type=2, norm="ortho", axis=0)
+makhoul = np.r_[np.arange(0, N, 2), np.arange(N - 1, 0, -2)]
+B = butterfly_factorize(
+    C, n_factors=4, rank=2, permutation=makhoul[bit_reversal_permutation(N)]
+)
+auto = butterfly_factorize(
+    C, n_factors=4, rank=2, permutation="auto", row_permutation="auto", random_state=0
+)
+print(
+    f"DCT-II, N = {N}, depth 4, rank 2: error {relative_error(C, B):.1e} with "
+    f"Makhoul's columns bit-reversed ({B.nnz / N**2:.0%} of dense), "
+    f"{relative_error(C, auto):.2f} with 'auto'"
+)

@@ -278,9 +278,10 @@ default=None
           error of the first split on 32 of its blocks drawn at random (the
           same for all pairs; a two-factor lower bound of the butterfly's
           error), and the best 3 pairs are factorized and the most accurate
-          is kept. Cost: 3 factorizations plus 64 small block SVDs (8 times
-          one factorization at ``N = 1024``, depth 5, rank 8, measured in
-          ``benchmarks/bench_orderings.py``).
+          is kept. Cost: 3 factorizations plus 64 small block SVDs (5 to 7
+          times one factorization with known orderings at rank 8, depths 2
+          and 5 at ``N = 1024``, depth 2 at ``N = 4096``; peak memory 4 to 6
+          copies of ``A``; measured in ``benchmarks/bench_orderings.py``).
         - ``"learn"`` recovers unknown orderings from the matrix alone: the
           row and column cluster trees of the classic rank-one butterfly
           are identified level by level, by least-squares rank-one fits of
