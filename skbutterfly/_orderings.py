@@ -46,12 +46,14 @@ import itertools
 from functools import partial
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 from skbutterfly._block_svd import low_rank_blocks
 from skbutterfly._ks import pair_dims
 from skbutterfly._parallel import map_chunks
-from skbutterfly._permutations import auto_candidates
+from skbutterfly._permutations import auto_candidates, bit_reversal_permutation
 from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
 
 # Matchings of the rows (each followed by a refit of the column halves) per
@@ -275,12 +277,16 @@ def _match_pairs(D):
     if idx.size:
         sub = D[np.ix_(idx, idx)]
         a, b = np.triu_indices(idx.size, 1)
+        left = idx.size
         for k in np.argsort(sub[a, b], kind="stable"):
             i, j = idx[a[k]], idx[b[k]]
             if free[i] and free[j]:
                 first.append(i)
                 second.append(j)
                 free[i] = free[j] = False
+                left -= 2
+                if not left:
+                    break
     first = np.asarray(first, dtype=np.int64)
     second = np.asarray(second, dtype=np.int64)
     for _ in range(n):
@@ -290,15 +296,28 @@ def _match_pairs(D):
             D[first[:, None], first[None, :]] + D[second[:, None], second[None, :]],
             D[first[:, None], second[None, :]] + D[second[:, None], first[None, :]],
         )
-        gain = np.maximum(now - swaps[0], now - swaps[1])
+        gains = np.stack([now - swaps[0], now - swaps[1]])
+        which = np.argmax(gains, axis=0)
+        gain = np.max(gains, axis=0)
         np.fill_diagonal(gain, 0)
-        p, q = np.unravel_index(np.argmax(gain), gain.shape)
-        if not gain[p, q] > 1e-12 * max(now[p, q], np.finfo(float).tiny):
+        gain[gain <= 1e-12 * np.maximum(now, np.finfo(float).tiny)] = 0
+        # The best swap of each pair, applied greedily between disjoint pairs.
+        partner = np.argmax(gain, axis=1)
+        best = gain[np.arange(gain.shape[0]), partner]
+        if not np.any(best > 0):
             break
-        if now[p, q] - swaps[0][p, q] >= now[p, q] - swaps[1][p, q]:
-            second[p], first[q] = first[q], second[p]
-        else:
-            second[p], second[q] = second[q], second[p]
+        used = np.zeros(gain.shape[0], dtype=bool)
+        for p in np.argsort(-best, kind="stable"):
+            q = partner[p]
+            if best[p] <= 0:
+                break
+            if used[p] or used[q]:
+                continue
+            used[p] = used[q] = True
+            if which[p, q] == 0:
+                second[p], first[q] = first[q], second[p]
+            else:
+                second[p], second[q] = second[q], second[p]
     return first, second
 
 
@@ -406,7 +425,69 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
         cols = _halve(cols, upper)
     # Last level: the two row groups interleave, the column pairs stay.
     row_perm = np.stack([rows[0], rows[1]], axis=-1).ravel()
-    return row_perm, cols.ravel()
+    perm = cols.ravel()
+    # Rows (then columns) that the greedy levels placed worst are reassigned.
+    if learn_rows:
+        row_perm = row_perm[_polish_rows(A[row_perm][:, perm])]
+    if learn_cols:
+        rev = bit_reversal_permutation(N)
+        # The transpose in bit-reversed order on both sides is a butterfly
+        # whose rows are the columns, grouped as rows are.
+        perm = perm[rev[_polish_rows(A[row_perm[rev]][:, perm[rev]].T)][rev]]
+    return row_perm, perm
+
+
+def _polish_rows(M, rounds=2):
+    """Reassign the rows of the ordered matrix ``M`` that fit their position worst.
+
+    The cost of a row at a position is its residual off the rank-one fits of
+    the blocks of the row groups that the position belongs to, summed over
+    the levels (the groups being those of ``M``'s current order). The
+    ``max(16, N / 16)`` rows of largest cost at their own position are then
+    placed on their positions by an optimal assignment (a row-by-row
+    improvement of the level-by-level search, whose early choices only see
+    their own level). Returns the new order of the rows of ``M``.
+    """
+    N = M.shape[0]
+    L = N.bit_length() - 1
+    order = np.arange(N)
+    k = min(N, max(16, N // 16))
+    for _ in range(rounds):
+        X = M[order]
+        # Unit row directions of every block of every level: rows grouped by
+        # position mod 2**s, columns by position // 2**s.
+        fits = []
+        for i in range(1, L):
+            s = L - i
+            blocks = X.reshape(2**i, 2**s, 2**i, 2**s).transpose(1, 2, 0, 3)
+            _, _, Vh = np.linalg.svd(blocks, full_matrices=False)
+            fits.append(Vh[..., 0, :])  # (2**s groups, 2**i col groups, 2**s)
+        energy = np.sum(np.abs(X) ** 2, axis=1)
+
+        def costs(rows, fits=fits, X=X, energy=energy):
+            # (len(rows), N): residual of each row at each position.
+            total = np.zeros((len(rows), N))
+            for i, V in enumerate(fits, start=1):
+                s = L - i
+                x = X[rows].reshape(len(rows), 2**i, 2**s)
+                kept = np.abs(np.einsum("rck,gck->rgc", x, np.conj(V))) ** 2
+                per_group = energy[rows, None] - kept.sum(axis=-1)
+                total += per_group[:, np.arange(N) % 2**s]
+            return total
+
+        own = np.empty(N)
+        for lo in range(0, N, 256):
+            rows = np.arange(lo, min(N, lo + 256))
+            own[rows] = costs(rows)[np.arange(rows.size), rows]
+        suspects = np.sort(np.argsort(-own, kind="stable")[:k])
+        C = costs(suspects)[:, suspects]
+        _, placed = linear_sum_assignment(C)
+        if np.array_equal(placed, np.arange(k)):
+            break
+        new = order.copy()
+        new[suspects[placed]] = order[suspects]
+        order = new
+    return order
 
 
 def _split_hypotheses(X, half, learn_rows, rank, rng):
@@ -559,12 +640,14 @@ def ordering_pairs(A, arch, orderings, random_state):
                 bases.append(np.arange(N) if spec[0] is None else spec[0])
         padded = np.zeros((N, N), dtype=A.dtype)
         padded[: A.shape[0], : A.shape[1]] = A
-        rows, cols = learn_orderings(
-            padded[bases[0]][:, bases[1]],
-            learn_rows=orderings[0] == "learn",
-            learn_cols=orderings[1] == "learn",
-            random_state=random_state,
-        )
+        # Many small batched eigensolvers: BLAS threads only slow them down.
+        with threadpool_limits(limits=1, user_api="blas"):
+            rows, cols = learn_orderings(
+                padded[bases[0]][:, bases[1]],
+                learn_rows=orderings[0] == "learn",
+                learn_cols=orderings[1] == "learn",
+                random_state=random_state,
+            )
         return [(bases[0][rows], bases[1][cols])]
     sides = [
         auto_candidates(n) if spec == "auto" else spec
@@ -589,9 +672,11 @@ def screen_pairs(A, patterns, order, pairs, svd_tol, n_jobs, random_state):
     select = np.sort(rng.permutation(delta * alpha)[:SCREEN_BLOCKS])
     solve = partial(low_rank_blocks, rank=rank, tol=svd_tol, oversampling=0)
     scores = []
-    for row_perm, perm in pairs:
-        blocks = gather_root_blocks(A, perm, row_perm, left, right, select)
-        _, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=MIN_CHUNK)
-        scores.append(np.linalg.norm(blocks) ** 2 - np.linalg.norm(R) ** 2)
+    # Small batched SVDs: BLAS threads only slow them down.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for row_perm, perm in pairs:
+            blocks = gather_root_blocks(A, perm, row_perm, left, right, select)
+            _, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=MIN_CHUNK)
+            scores.append(np.linalg.norm(blocks) ** 2 - np.linalg.norm(R) ** 2)
     keep = np.argsort(scores, kind="stable")[:AUTO_KEEP]
     return [pairs[k] for k in sorted(keep)]
