@@ -32,34 +32,54 @@ def _check_k(k, limit, what):
     return check_positive_int(k, f"k (nonzeros per {what})", maximum=limit)
 
 
+def _top_k(a, k, axis):
+    """Boolean mask of the ``k`` largest of ``a >= 0`` along ``axis`` (None: all).
+
+    Exactly the first ``k`` of a stable descending sort: ties between equal
+    magnitudes (every entry of a Hadamard matrix) go to the first positions,
+    as in pyfaust. A partition finds each threshold in linear time; the
+    ties at the threshold are counted in the few lines that have more of
+    them than places left.
+    """
+    if axis is None:
+        return _top_k(a.reshape(1, -1), k, 1).reshape(a.shape)
+    n = a.shape[axis]
+    if k >= n:
+        return np.ones(a.shape, dtype=bool)
+    threshold = np.take(np.partition(a, n - k, axis=axis), [n - k], axis=axis)
+    mask = a > threshold
+    ties = a == threshold
+    places = k - np.count_nonzero(mask, axis=axis, keepdims=True)
+    crowded = np.count_nonzero(ties, axis=axis, keepdims=True) > places
+    if crowded.any():
+        lines = np.flatnonzero(crowded)
+        take = (slice(None), lines) if axis == 0 else (lines, slice(None))
+        first = np.cumsum(ties[take], axis=axis) <= places[take]
+        ties[take] &= first
+    return mask | ties
+
+
 def _row_mask(M, k):
     """Boolean mask of the ``k`` largest magnitudes of every row of ``M``."""
-    # A stable sort breaks ties between equal magnitudes (every entry of a
-    # Hadamard matrix) by position, as pyfaust does; argpartition's choice
-    # among ties changes with the size, and exact recovery with it.
-    idx = np.argsort(-np.abs(M), axis=1, kind="stable")[:, :k]
-    mask = np.zeros(M.shape, dtype=bool)
-    np.put_along_axis(mask, idx, True, axis=1)
-    return mask
+    return _top_k(np.abs(M), k, 1)
 
 
 def _col_mask(M, k):
-    return _row_mask(M.T, k).T
+    return _top_k(np.abs(M), k, 0)
 
 
 def _row_col_mask(M, k):
-    return _row_mask(M, k) | _col_mask(M, k)
+    a = np.abs(M)
+    return _top_k(a, k, 1) | _top_k(a, k, 0)
 
 
 def _row_and_col_mask(M, k):
-    return _row_mask(M, k) & _col_mask(M, k)
+    a = np.abs(M)
+    return _top_k(a, k, 1) & _top_k(a, k, 0)
 
 
 def _total_mask(M, k):
-    flat = np.argsort(-np.abs(M).ravel(), kind="stable")[:k]
-    mask = np.zeros(M.size, dtype=bool)
-    mask[flat] = True
-    return mask.reshape(M.shape)
+    return _top_k(np.abs(M), k, None)
 
 
 def _keep(M, mask, normalized):
