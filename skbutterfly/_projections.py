@@ -35,28 +35,56 @@ def _check_k(k, limit, what):
 def _top_k(a, k, axis):
     """Boolean mask of the ``k`` largest of ``a >= 0`` along ``axis`` (None: all).
 
-    Exactly the first ``k`` of a stable descending sort: ties between equal
-    magnitudes (every entry of a Hadamard matrix) go to the first positions,
-    as in pyfaust. A partition finds each threshold in linear time; the
-    ties at the threshold are counted in the few lines that have more of
-    them than places left.
+    On the nonzero entries, exactly the first ``k`` of a stable descending
+    sort: ties between equal magnitudes (every entry of a Hadamard matrix)
+    go to the first positions, as in pyfaust. Zero entries are left out
+    (they project to zero either way). Up to ``_FEW`` per line, ``k``
+    passes of ``argmax``; beyond, each threshold comes from a SIMD sort of
+    the values alone (``np.partition`` is slow on the many equal values of
+    structured matrices), and the ties at a threshold are counted in the
+    lines that hold more of them than places left.
     """
     if axis is None:
         return _top_k(a.reshape(1, -1), k, 1).reshape(a.shape)
-    n = a.shape[axis]
+    if axis == 0:
+        # Lines are rows from here on: sorts and argmax along contiguous memory.
+        return _top_k(np.ascontiguousarray(a.T), k, 1).T
+    n = a.shape[1]
     if k >= n:
-        return np.ones(a.shape, dtype=bool)
-    threshold = np.take(np.partition(a, n - k, axis=axis), [n - k], axis=axis)
-    mask = a > threshold
-    ties = a == threshold
-    places = k - np.count_nonzero(mask, axis=axis, keepdims=True)
-    crowded = np.count_nonzero(ties, axis=axis, keepdims=True) > places
-    if crowded.any():
-        lines = np.flatnonzero(crowded)
-        take = (slice(None), lines) if axis == 0 else (lines, slice(None))
-        first = np.cumsum(ties[take], axis=axis) <= places[take]
-        ties[take] &= first
-    return mask | ties
+        return a > 0
+    if k <= _FEW:
+        return _top_few(a, k)
+    threshold = np.sort(a, axis=1)[:, n - k, None]
+    # Zeros never enter the mask: lines with fewer than k nonzeros keep them all.
+    np.maximum(threshold, np.finfo(a.dtype).smallest_subnormal, out=threshold)
+    mask = a >= threshold
+    crowded = np.flatnonzero(np.count_nonzero(mask, axis=1) > k)
+    if crowded.size:
+        values, bound = a[crowded], threshold[crowded]
+        above, ties = values > bound, values == bound
+        places = k - np.count_nonzero(above, axis=1, keepdims=True)
+        mask[crowded] = above | (ties & (np.cumsum(ties, axis=1) <= places))
+    return mask
+
+
+# Up to this many per line, the mask is taken by repeated argmax (k passes).
+_FEW = 8
+
+
+def _top_few(a, k):
+    """:func:`_top_k` along rows for small ``k``: the first maximum, ``k`` times.
+
+    ``argmax`` returns the first position of the maximum, so removing it
+    and repeating gives the order of a stable descending sort.
+    """
+    work = a.copy()
+    mask = np.zeros(work.shape, dtype=bool)
+    lines = np.arange(work.shape[0])
+    for _ in range(k):
+        first = work.argmax(axis=1)
+        mask[lines, first] = True
+        work[lines, first] = -1
+    return mask & (a > 0)
 
 
 def _row_mask(M, k):
