@@ -25,6 +25,10 @@ _DENSE_FILL = 0.1
 _DENSE_SIZE = 128 * 128
 # A run stops once the error is this many rounding units of ||A||_F.
 _FLOOR = 100
+# Changes of the squared error below _ROUNDING * eps * ||A||_F * ||E||_F are
+# rounding (E is updated in place by differences of products of the size of
+# A): no backtracking on them, and a sweep that gains no more ends the run.
+_ROUNDING = 64
 
 
 def _store(S):
@@ -114,8 +118,11 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
     ``L = lambda^2 ||left||_2^2 ||right||_2^2``, the Lipschitz constant of
     the block's gradient; a step that would increase the objective (a power
     iteration that underestimated ``L``, or the ``rowcol`` rule, which is not
-    a projection) is retried with half the step, so the objective never
-    increases. Returns ``factors, scale, objective, n_iter, converged``.
+    a projection) is retried with half the step, or dropped when the
+    increase is rounding, so the objective never increases. A run stops at
+    ``max_iter``, at the rounding floor, or when a sweep lowers the squared
+    error by less than ``tol`` times its value or by less than rounding.
+    Returns ``factors, scale, objective, n_iter, converged``.
     """
     m, n = A.shape
     dtype = A.dtype
@@ -131,7 +138,12 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
         scale = best_scale(A, P, scale)
     E = _scaled_error(A, P, scale)
     f = float(np.vdot(E, E).real)
-    floor = (_FLOOR * np.finfo(dtype).eps * norm_a) ** 2
+    eps = np.finfo(dtype).eps
+    floor = (_FLOOR * eps * norm_a) ** 2
+
+    def rounding(f):
+        return _ROUNDING * eps * norm_a * np.sqrt(f)
+
     objective = [np.sqrt(f) / norm_a if norm_a > 0 else np.sqrt(f)]
     converged = False
     n_iter = 0
@@ -164,6 +176,8 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
                         factors[j], adjoints[j] = S_new, _h(S_new)
                         E, f, Q_old = E_new, f_new, Q_new
                         break
+                    if f_new - f <= rounding(f):
+                        break
                     step /= 2
             R = Q_old
         if fit_scale:
@@ -174,7 +188,7 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
                 scale, E, f = new_scale, E_new, f_new
         objective.append(np.sqrt(f) / norm_a if norm_a > 0 else np.sqrt(f))
         progress(f"{label}: sweep {n_iter}, relative error {objective[-1]:.3e}", 2)
-        if f <= floor or f_start - f <= tol * f_start:
+        if f <= floor or f_start - f <= max(tol * f_start, rounding(f_start)):
             converged = True
             break
     progress(f"{label}: relative error {objective[-1]:.3e} after {n_iter} sweeps")
