@@ -26,8 +26,8 @@ _DENSE_SIZE = 128 * 128
 # A run stops once the error is this many rounding units of ||A||_F.
 _FLOOR = 100
 # Changes of the squared error below _ROUNDING * eps * ||A||_F * ||E||_F are
-# rounding (E is updated in place by differences of products of the size of
-# A): no backtracking on them, and a sweep that gains no more ends the run.
+# rounding (E = lambda S_1 ... S_J - A, from products of the size of A): no
+# backtracking on them, and a sweep that gains no more ends the run.
 _ROUNDING = 64
 
 
@@ -154,8 +154,7 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
         R = None
         for j in range(J - 1, -1, -1):
             left, right = factors[:j], factors[j + 1 :]
-            S_old = factors[j]
-            Q_old = to_dense(S_old) if R is None else S_old @ R
+            S_old, Q = factors[j], None  # Q: this block times R, once accepted
             sq_left, vec_left[j] = _sq_norm_estimate(left, adjoints[:j], vec_left[j])
             sq_right, vec_right[j] = _sq_norm_estimate(
                 right, adjoints[j + 1 :], vec_right[j]
@@ -170,16 +169,18 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
                 for _ in range(_MAX_BACKTRACK):
                     S_new = _store(constraints[j].project(S_dense - step * G))
                     Q_new = to_dense(S_new) if R is None else S_new @ R
-                    E_new = E + scale * _apply(left, Q_new - Q_old)
+                    E_new = _scaled_error(A, _apply(left, Q_new), scale)
                     f_new = float(np.vdot(E_new, E_new).real)
                     if f_new <= f:
                         factors[j], adjoints[j] = S_new, _h(S_new)
-                        E, f, Q_old = E_new, f_new, Q_new
+                        E, f, Q = E_new, f_new, Q_new
                         break
                     if f_new - f <= rounding(f):
                         break
                     step /= 2
-            R = Q_old
+            if Q is None:
+                Q = to_dense(S_old) if R is None else S_old @ R
+            R = Q
         if fit_scale:
             new_scale = best_scale(A, R, scale)
             E_new = _scaled_error(A, R, new_scale)

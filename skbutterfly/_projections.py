@@ -74,16 +74,21 @@ _FEW = 8
 def _top_few(a, k):
     """:func:`_top_k` along rows for small ``k``: the first maximum, ``k`` times.
 
+    ``a`` is modified in place, then restored.
+
     ``argmax`` returns the first position of the maximum, so removing it
     and repeating gives the order of a stable descending sort.
     """
-    work = a.copy()
-    mask = np.zeros(work.shape, dtype=bool)
-    lines = np.arange(work.shape[0])
+    mask = np.zeros(a.shape, dtype=bool)
+    lines = np.arange(a.shape[0])
+    taken = []
     for _ in range(k):
-        first = work.argmax(axis=1)
+        first = a.argmax(axis=1)
+        taken.append((first, a[lines, first]))
         mask[lines, first] = True
-        work[lines, first] = -1
+        a[lines, first] = -1
+    for first, values in taken:  # ``a`` is restored
+        a[lines, first] = values
     return mask & (a > 0)
 
 
