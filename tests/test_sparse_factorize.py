@@ -12,6 +12,7 @@ from skbutterfly import (
     butterfly_factorize,
     butterfly_support,
     fixed_support_factorize,
+    load,
     sparse_factorize,
 )
 from skbutterfly.datasets import hadamard
@@ -310,6 +311,48 @@ def test_sparse_product_save_load_round_trip(tmp_path):
     with pytest.raises(ValueError, match="not a"):
         SparseProduct.load(tmp_path / "other.npz")
     assert sorted(os.listdir(tmp_path)) == ["other.npz", "p.npz"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+def test_the_package_load_reads_sparse_products_bit_for_bit(tmp_path, dtype):
+    rng = np.random.default_rng(10)
+    P = SparseProduct(
+        [
+            F.astype(dtype) * (1 + 1j if dtype == np.complex128 else 1)
+            for F in _product(rng).factors
+        ]
+    )
+    path = tmp_path / "p.npz"
+    P.save(path)
+    Q = load(path)
+    assert isinstance(Q, SparseProduct) and Q.dtype == P.dtype
+    for F, G in zip(P.factors, Q.factors):
+        assert F.shape == G.shape and F.dtype == G.dtype
+        np.testing.assert_array_equal(F.toarray(), G.toarray())
+    x = rng.standard_normal(P.shape[1])
+    np.testing.assert_array_equal(Q @ x, P @ x)
+
+
+def test_damaged_sparse_product_files_raise_value_errors_naming_the_path(tmp_path):
+    P = _product(np.random.default_rng(11))
+    path = tmp_path / "p.npz"
+    P.save(path)
+    with np.load(path) as data:
+        members = dict(data)
+    cases = {
+        "missing": {k: v for k, v in members.items() if k != "indptr_1"},
+        "extra": {**members, "surprise": np.ones(2)},
+        "corrupt": {**members, "indices_0": members["indices_0"] + 1000},
+        "version": {**members, "version": np.array(99)},
+    }
+    for name, arrays in cases.items():
+        bad = tmp_path / f"{name}.npz"
+        np.savez(bad, **arrays)
+        with pytest.raises(ValueError, match=f"cannot load .*{name}.npz"):
+            load(bad)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"junk\.npz"):
+        load(tmp_path / "junk.npz")
 
 
 def test_sparse_product_rejects_unchainable_factors():
