@@ -116,10 +116,12 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
 
     Each block step is ``S <- proj(S - grad / (gamma L))`` with
     ``L = lambda^2 ||left||_2^2 ||right||_2^2``, the Lipschitz constant of
-    the block's gradient; a step that would increase the objective (a power
-    iteration that underestimated ``L``, or the ``rowcol`` rule, which is not
-    a projection) is retried with half the step, or dropped when the
-    increase is rounding, so the objective never increases. A run stops at
+    the block's gradient; a step that would increase the objective is
+    retried with half the step (a power iteration underestimated ``L``), or
+    first, for the ``rowcol`` rules, which are not projections, projected on
+    the block's current support instead (a projection: it cannot increase
+    the objective with a step of ``1 / L``), or dropped when the increase is
+    rounding, so the objective never increases. A run stops at
     ``max_iter``, at the rounding floor, or when a sweep lowers the squared
     error by less than ``tol`` times its value or by less than rounding.
     Returns ``factors, scale, objective, n_iter, converged``.
@@ -166,8 +168,9 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
                 )
                 S_dense = to_dense(S_old)
                 step = 1.0 / (_GAMMA * lipschitz)
+                rule = constraints[j]
                 for _ in range(_MAX_BACKTRACK):
-                    S_new = _store(constraints[j].project(S_dense - step * G))
+                    S_new = _store(rule.project(S_dense - step * G))
                     Q_new = to_dense(S_new) if R is None else S_new @ R
                     E_new = _scaled_error(A, _apply(left, Q_new), scale)
                     f_new = float(np.vdot(E_new, E_new).real)
@@ -177,7 +180,13 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
                         break
                     if f_new - f <= rounding(f):
                         break
-                    step /= 2
+                    if rule.is_projection:
+                        step /= 2
+                    else:
+                        # A rule that is no projection may increase the error
+                        # at any step; the projection onto the current support
+                        # cannot, with a step of 1 / L.
+                        rule = rule.on_support(S_dense != 0)
             if Q is None:
                 Q = to_dense(S_old) if R is None else S_old @ R
             R = Q

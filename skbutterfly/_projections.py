@@ -415,6 +415,15 @@ class SparsityConstraint:
                 f"the {limit} a factor of shape {tuple(shape)} allows."
             )
 
+    @property
+    def is_projection(self):
+        """Whether :meth:`project` projects onto a set (not the rowcol rules)."""
+        return self.name not in ("rowcol", "rowcol_and")
+
+    def on_support(self, mask):
+        """The projection onto the matrices supported in ``mask`` (same norm rule)."""
+        return SparsityConstraint("support", support=mask, normalized=self.normalized)
+
     def project(self, M):
         """Project ``M`` (an ndarray of a checked shape) onto the family.
 
