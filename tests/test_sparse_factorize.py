@@ -210,10 +210,10 @@ def test_exact_pair_step_for_three_factors(side):
         chain, cons = [W1, H1, Q0], [("total", r * n), H1 != 0, Q0 != 0]
         dims, pair = (r, n), (0, 1)
     exact = np.linalg.multi_dot(chain)
-    for noise in (0.0, 0.1):
-        A = exact + noise * rng.standard_normal(exact.shape)
+
+    def three_sweeps(A, exact_coefficients=True):
         with pytest.warns(ConvergenceWarning):
-            P, info = sparse_factorize(
+            return sparse_factorize(
                 A,
                 cons,
                 strategy="palm",
@@ -221,7 +221,12 @@ def test_exact_pair_step_for_three_factors(side):
                 init="random",
                 random_state=0,
                 max_iter=3,
+                exact_coefficients=exact_coefficients,
             )
+
+    for noise in (0.0, 0.1):
+        A = exact + noise * rng.standard_normal(exact.shape)
+        P, info = three_sweeps(A)
         assert info.exact_factors == pair
         assert [name for name, _ in info.steps][-1] == "exact"
         assert not info.certified_optimal and info.analysis.tractable
@@ -230,19 +235,9 @@ def test_exact_pair_step_for_three_factors(side):
         if noise:
             assert _pair_stationarity(A, P.factors, pair) <= 1e-9
             # Without the exact step, the pair is visibly not stationary.
-            with pytest.warns(ConvergenceWarning):
-                Q, _ = sparse_factorize(
-                    A,
-                    cons,
-                    strategy="palm",
-                    inner_dims=dims,
-                    init="random",
-                    random_state=0,
-                    max_iter=3,
-                    exact_coefficients=False,
-                )
+            Q, _ = three_sweeps(A, exact_coefficients=False)
             assert _pair_stationarity(A, Q.factors, pair) > 1e-3
-        if noise == 0:
+        else:
             assert info.palm_relative_error > 1e-3 and info.relative_error < 1e-12
 
 
