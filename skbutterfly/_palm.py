@@ -34,9 +34,15 @@ _ROUNDING = 64
 def _store(S):
     """A factor as CSR when it is large and sparse enough, else as an ndarray."""
     S = np.asarray(S)
-    if S.size <= _DENSE_SIZE or np.count_nonzero(S) > _DENSE_FILL * S.size:
+    if S.size <= _DENSE_SIZE:
         return S
-    return sp.csr_array(S)
+    flat = np.flatnonzero(S)
+    if flat.size > _DENSE_FILL * S.size:
+        return S
+    # CSR straight from the row-major positions (scipy goes through COO).
+    rows, cols = np.divmod(flat, S.shape[1])
+    indptr = np.searchsorted(rows, np.arange(S.shape[0] + 1))
+    return sp.csr_array((S.ravel()[flat], cols, indptr), shape=S.shape)
 
 
 def to_dense(S):
