@@ -366,18 +366,17 @@ def _exact_pair_step(A, factors):
     ``(None, None, last analysis or None)``.
     """
     J = len(factors)
-    dtype = A.dtype
     analysis = None
     for first in (J - 2, 0):
         if first:
-            rest = chain_product(factors[:first], factors[first].shape[0], dtype)
+            rest = SparseProduct(factors[:first]).toarray()
             d = _orthogonal_weights(rest.conj().T @ rest)
             if d is None:
                 continue
             w = np.sqrt(d)[:, None]
             target = rest.conj().T @ A / w
         else:
-            rest = chain_product(factors[2:], A.shape[1], dtype)
+            rest = SparseProduct(factors[2:]).toarray()
             d = _orthogonal_weights(rest @ rest.conj().T)
             if d is None:
                 continue
