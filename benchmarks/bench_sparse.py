@@ -13,17 +13,21 @@ Problems (the same matrix, constraints and iteration budget for both):
   values), 3 factors ``splincol`` 4, residual ``splincol`` 16, hierarchical.
 * ``gaussian``: an m x n Gaussian matrix, 3 factors ``splincol`` k with
   ``k = ceil(min(m, n) ** (1/3))``, PALM (``palm4msa``) and hierarchical.
+* ``real``: real data bundled with scikit-learn, the same way:
+  ``digits`` (the 1797 x 64 images, k = 4) and ``digits-cov`` (their 64 x 64
+  covariance, k = 4).
 
 Both run in this process with BLAS limited to one thread (``threadpoolctl``;
-pyfaust's own C++ threads are not limited). Times are wall seconds of one run;
+pyfaust's own C++ threads are limited by ``OMP_NUM_THREADS=1`` only, so set
+it for one-thread ratios). Times are wall seconds of one run;
 on a shared machine wall times are noisy, and process CPU times (all
 threads) are printed beside them. "wall x" and "cpu x" are pyfaust's times
 over ours.
 pyfaust (a benchmark extra, ``pip install pyfaust``) is skipped when missing.
 
-Run: ``python benchmarks/bench_sparse.py [--hadamard 64 256 1024]
-[--sparse 128] [--gaussian 256x256 1024x512] [--iters 30]
-[--faust-max-hadamard 256]``.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_sparse.py [--hadamard 64 256
+1024] [--sparse 128] [--gaussian 256x256 1024x512] [--real digits digits-cov]
+[--iters 30] [--faust-max-hadamard 256]``.
 """
 
 import argparse
@@ -120,6 +124,17 @@ def theirs_hadamard(A):
     return wall, _relative(A, F.toarray()), F.nnz_sum()
 
 
+def _real(name):
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data
+    if name == "digits":
+        return X
+    if name == "digits-cov":
+        return np.cov(X, rowvar=False)
+    raise ValueError(f"unknown real matrix {name!r}: 'digits' or 'digits-cov'.")
+
+
 def row(problem, strategy, mine, other):
     (t, c), e, nnz = mine
     line = f"{problem:<22} {strategy:<12} {t:7.2f} {c:7.2f} {e:9.2e} {nnz:7d}"
@@ -136,6 +151,7 @@ def main():
     parser.add_argument("--hadamard", type=int, nargs="*", default=[64, 256])
     parser.add_argument("--sparse", type=int, nargs="*", default=[128])
     parser.add_argument("--gaussian", nargs="*", default=["256x256"])
+    parser.add_argument("--real", nargs="*", default=["digits", "digits-cov"])
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument(
         "--faust-max-hadamard",
@@ -164,16 +180,19 @@ def main():
             mine = ours(A, spec, "hierarchical", args.iters, residuals=res)
             other = theirs(A, spec, "hierarchical", args.iters, res)
             print(row(f"sparse-product {N}", "hierarchical", mine, other), flush=True)
+        matrices = []
         for shape in args.gaussian:
             m, n = (int(s) for s in shape.split("x"))
-            A = rng.standard_normal((m, n))
-            k = ceil(round(min(m, n) ** (1 / 3), 9))
+            matrices.append((f"gaussian {m}x{n}", rng.standard_normal((m, n))))
+        matrices += [(name, _real(name)) for name in args.real]
+        for label, A in matrices:
+            k = ceil(round(min(A.shape) ** (1 / 3), 9))
             spec = [("splincol", k)] * 3
             for strategy in ("palm", "hierarchical"):
                 res = [("splincol", k * k)]
                 mine = ours(A, spec, strategy, args.iters, residuals=res)
                 other = theirs(A, spec, strategy, args.iters, res)
-                print(row(f"gaussian {m}x{n} k={k}", strategy, mine, other), flush=True)
+                print(row(f"{label} k={k}", strategy, mine, other), flush=True)
 
 
 if __name__ == "__main__":

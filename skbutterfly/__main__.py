@@ -40,6 +40,7 @@ from skbutterfly._permutations import (
     standard_permutations,
 )
 from skbutterfly._quantize import quantize_butterfly
+from skbutterfly._sparse_product import SparseProduct
 from skbutterfly._validation import check_matrix
 from skbutterfly._warnings import POOR_FIT_ERROR, PoorFitWarning
 from skbutterfly.datasets import add_noise, dft, random_butterfly
@@ -436,11 +437,26 @@ def _permutation_name(perm):
     return "custom index array"
 
 
+def _sparse_info(path, P):
+    m, n = P.shape
+    print(f"file: {path}")
+    print(f"operator: {m} x {n} SparseProduct, dtype {P.dtype}, {P.n_factors} factors")
+    for i, F in enumerate(P.factors, start=1):
+        print(f"  S_{i}: {F.shape[0]} x {F.shape[1]}, nnz {F.nnz}")
+    print(
+        f"stored values: {P.nnz} ({P.nnz / (m * n):.3%} of dense); flops per "
+        f"product: {P.flops} (dense {2 * m * n})"
+    )
+    return 0
+
+
 def _info(args):
     try:
         B = load(args.file)
     except ValueError as exc:
         raise _CommandError(str(exc)) from None
+    if isinstance(B, SparseProduct):
+        return _sparse_info(args.file, B)
     m, n = B.shape
     print(f"file: {args.file}")
     print(f"operator: {m} x {n}, dtype {B.dtype}, {B.n_factors} factors")

@@ -30,6 +30,7 @@ import re
 import stat
 import tempfile
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,7 +38,12 @@ from skbutterfly._formats import FloatFormat
 from skbutterfly._operator import ButterflyMatrix
 from skbutterfly._patterns import check_chain
 
+if TYPE_CHECKING:
+    from skbutterfly._sparse_product import SparseProduct
+
 FILE_FORMAT = "skbutterfly.ButterflyMatrix"
+# The format field of SparseProduct files, which load also reads.
+SPARSE_PRODUCT_FORMAT = "skbutterfly.SparseProduct"
 FILE_VERSION = 2
 _PLAIN_VERSION = 1  # no recorded format, no row permutation: the version 1 layout
 
@@ -341,10 +347,12 @@ def _content(archive):
     """The checked arguments of ``ButterflyMatrix`` stored in ``archive``."""
     try:
         first = _headers(archive, ["format.npy"])
-        ours = str(_read(archive, first, "format")) == FILE_FORMAT
+        found = str(_read(archive, first, "format"))
     except (KeyError, ValueError):
-        ours = False
-    if not ours:
+        found = None
+    if found == SPARSE_PRODUCT_FORMAT:
+        raise _SparseProductFile
+    if found != FILE_FORMAT:
         raise _NotOurs
     headers = _headers(archive, archive.namelist())
     if "version" not in headers:
@@ -475,12 +483,21 @@ class _TooNew(Exception):
     pass
 
 
+class _SparseProductFile(Exception):
+    pass
+
+
 class _Inconsistent(Exception):
     pass
 
 
-def load(path) -> ButterflyMatrix:
-    """Read a :class:`ButterflyMatrix` written by :meth:`ButterflyMatrix.save`.
+def load(path) -> "ButterflyMatrix | SparseProduct":
+    """Read a :class:`ButterflyMatrix` or a :class:`SparseProduct` from its file.
+
+    The one entry point for the files of :meth:`ButterflyMatrix.save` and
+    of :meth:`SparseProduct.save`; the latter are read by
+    :meth:`SparseProduct.load` (no pickle, the member names and every CSR
+    structure checked). What follows is about ButterflyMatrix files.
 
     Nothing in the file is executed (no pickle), and nothing is read before
     the headers of all members are validated: member names (unknown ones
@@ -499,7 +516,8 @@ def load(path) -> ButterflyMatrix:
 
     Returns
     -------
-    ButterflyMatrix
+    ButterflyMatrix or SparseProduct
+        The operator the file holds.
 
     Raises
     ------
@@ -519,6 +537,11 @@ def load(path) -> ButterflyMatrix:
     >>> random_butterfly(8, random_state=1).save(path)
     >>> load(path)
     <8x8 ButterflyMatrix with dtype=float64, 3 factors, nnz=48>
+    >>> import numpy as np
+    >>> from skbutterfly import SparseProduct
+    >>> SparseProduct([np.eye(4), np.ones((4, 2))]).save(path)
+    >>> load(path)
+    <4x2 SparseProduct with dtype=float64, 2 factors, nnz=12>
     """
     path = os.fspath(path)
     _check_regular_file(path)
@@ -527,6 +550,10 @@ def load(path) -> ButterflyMatrix:
     try:
         with zipfile.ZipFile(path) as archive:
             factors, perm, shape, fmt, row_perm = _content(archive)
+    except _SparseProductFile:
+        from skbutterfly._sparse_product import SparseProduct  # imports this module
+
+        return SparseProduct.load(path)
     except _NotOurs:
         raise ValueError(
             f"cannot load {path!r}: not a skbutterfly ButterflyMatrix file "

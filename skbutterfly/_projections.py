@@ -32,34 +32,87 @@ def _check_k(k, limit, what):
     return check_positive_int(k, f"k (nonzeros per {what})", maximum=limit)
 
 
-def _row_mask(M, k):
-    """Boolean mask of the ``k`` largest magnitudes of every row of ``M``."""
-    # A stable sort breaks ties between equal magnitudes (every entry of a
-    # Hadamard matrix) by position, as pyfaust does; argpartition's choice
-    # among ties changes with the size, and exact recovery with it.
-    idx = np.argsort(-np.abs(M), axis=1, kind="stable")[:, :k]
-    mask = np.zeros(M.shape, dtype=bool)
-    np.put_along_axis(mask, idx, True, axis=1)
+def _top_k(a, k, axis):
+    """Boolean mask of the ``k`` largest of ``a >= 0`` along ``axis`` (None: all).
+
+    On the nonzero entries, exactly the first ``k`` of a stable descending
+    sort: ties between equal magnitudes (every entry of a Hadamard matrix)
+    go to the first positions, as in pyfaust. Zero entries are left out
+    (they project to zero either way). Up to ``_FEW`` per line, ``k``
+    passes of ``argmax``; beyond, each threshold comes from a SIMD sort of
+    the values alone (``np.partition`` is slow on the many equal values of
+    structured matrices), and the ties at a threshold are counted in the
+    lines that hold more of them than places left.
+    """
+    if axis is None:
+        return _top_k(a.reshape(1, -1), k, 1).reshape(a.shape)
+    if axis == 0:
+        # Lines are rows from here on: sorts and argmax along contiguous memory.
+        return _top_k(np.ascontiguousarray(a.T), k, 1).T
+    n = a.shape[1]
+    if k >= n:
+        return a > 0
+    if k <= _FEW:
+        return _top_few(a, k)
+    threshold = np.sort(a, axis=1)[:, n - k, None]
+    # Zeros never enter the mask: lines with fewer than k nonzeros keep them all.
+    np.maximum(threshold, np.finfo(a.dtype).smallest_subnormal, out=threshold)
+    mask = a >= threshold
+    crowded = np.flatnonzero(np.count_nonzero(mask, axis=1) > k)
+    if crowded.size:
+        values, bound = a[crowded], threshold[crowded]
+        above, ties = values > bound, values == bound
+        places = k - np.count_nonzero(above, axis=1, keepdims=True)
+        mask[crowded] = above | (ties & (np.cumsum(ties, axis=1) <= places))
     return mask
 
 
+# Up to this many per line, the mask is taken by repeated argmax (k passes).
+_FEW = 8
+
+
+def _top_few(a, k):
+    """:func:`_top_k` along rows for small ``k``: the first maximum, ``k`` times.
+
+    ``a`` is modified in place, then restored.
+
+    ``argmax`` returns the first position of the maximum, so removing it
+    and repeating gives the order of a stable descending sort.
+    """
+    mask = np.zeros(a.shape, dtype=bool)
+    lines = np.arange(a.shape[0])
+    taken = []
+    for _ in range(k):
+        first = a.argmax(axis=1)
+        taken.append((first, a[lines, first]))
+        mask[lines, first] = True
+        a[lines, first] = -1
+    for first, values in taken:  # ``a`` is restored
+        a[lines, first] = values
+    return mask & (a > 0)
+
+
+def _row_mask(M, k):
+    """Boolean mask of the ``k`` largest magnitudes of every row of ``M``."""
+    return _top_k(np.abs(M), k, 1)
+
+
 def _col_mask(M, k):
-    return _row_mask(M.T, k).T
+    return _top_k(np.abs(M), k, 0)
 
 
 def _row_col_mask(M, k):
-    return _row_mask(M, k) | _col_mask(M, k)
+    a = np.abs(M)
+    return _top_k(a, k, 1) | _top_k(a, k, 0)
 
 
 def _row_and_col_mask(M, k):
-    return _row_mask(M, k) & _col_mask(M, k)
+    a = np.abs(M)
+    return _top_k(a, k, 1) & _top_k(a, k, 0)
 
 
 def _total_mask(M, k):
-    flat = np.argsort(-np.abs(M).ravel(), kind="stable")[:k]
-    mask = np.zeros(M.size, dtype=bool)
-    mask[flat] = True
-    return mask.reshape(M.shape)
+    return _top_k(np.abs(M), k, None)
 
 
 def _keep(M, mask, normalized):
@@ -361,6 +414,15 @@ class SparsityConstraint:
                 f"the constraint {self.name!r} asks k={self.k} nonzeros, more than "
                 f"the {limit} a factor of shape {tuple(shape)} allows."
             )
+
+    @property
+    def is_projection(self):
+        """Whether :meth:`project` projects onto a set (not the rowcol rules)."""
+        return self.name not in ("rowcol", "rowcol_and")
+
+    def on_support(self, mask):
+        """The projection onto the matrices supported in ``mask`` (same norm rule)."""
+        return SparsityConstraint("support", support=mask, normalized=self.normalized)
 
     def project(self, M):
         """Project ``M`` (an ndarray of a checked shape) onto the family.

@@ -52,14 +52,23 @@ class SparseFactorizationInfo:
         Relative error at the end of the PALM step (support identification
         and first coefficients).
     exact_relative_error : float or None
-        Relative error of the exact coefficients on the found supports
-        (two factors with tractable supports only), else ``None``.
+        Relative error after the exact step, when it ran, else ``None``.
     certified_optimal : bool
-        ``True`` when the returned coefficients are a certified global
-        minimiser on the found supports (the supports themselves are not
-        certified: that problem is NP-hard).
+        ``True`` when all the returned coefficients are a certified global
+        minimiser on the found supports (two factors with tractable
+        supports; the supports themselves are not certified: that problem
+        is NP-hard).
+    exact_factors : tuple of int or None
+        The two factors (0-based positions) whose coefficients the exact
+        step solved: ``(0, 1)`` for two factors; for ``J > 2`` the last two
+        (or else the first two) when the product of the other factors has
+        orthogonal columns (rows), which makes their problem a two-factor
+        fixed-support problem, and their supports are tractable.
+        Those two are then a certified minimiser given the others. ``None``
+        when the step did not run.
     analysis : SupportAnalysis or None
-        The support analysis of the two found supports (``J = 2`` only).
+        The support analysis of the pair of found supports that was
+        examined (``None`` when none was).
     scale : float
         The fitted scalar :math:`\\lambda` (1 unless a constraint is
         normalised), already multiplied into the first factor.
@@ -91,6 +100,7 @@ class SparseFactorizationInfo:
     palm_relative_error: float
     exact_relative_error: float | None
     certified_optimal: bool
+    exact_factors: tuple | None
     analysis: SupportAnalysis | None = field(repr=False)
     scale: float
     objective: np.ndarray = field(repr=False)
@@ -329,6 +339,63 @@ def _exact_step(A, factors):
     return [W, H], analysis
 
 
+# Relative size of the off-diagonal part accepted for a Gram matrix to count
+# as diagonal.
+_ORTHOGONAL_TOL = 1e-10
+
+
+def _orthogonal_weights(G):
+    """The diagonal of the Gram matrix ``G`` when ``G`` is diagonal and > 0."""
+    d = np.diag(G).real.copy()
+    if d.min() <= 0:
+        return None
+    off = G - np.diag(d)
+    return d if np.linalg.norm(off) <= _ORTHOGONAL_TOL * np.linalg.norm(d) else None
+
+
+def _exact_pair_step(A, factors):
+    """Exact coefficients of two adjacent factors, the others fixed (J > 2).
+
+    When the product ``L`` of the factors left of the last two has
+    orthogonal columns (``L^H L = D`` diagonal), ``||A - L W H||_F^2 =
+    ||D^{1/2} W H - D^{-1/2} L^H A||_F^2 + const``: the fixed-support
+    problem of ``(D^{1/2} W, H)`` (the same supports) on ``D^{-1/2} L^H A``
+    is the exact one. Likewise for the first two factors when the product
+    on their right has orthogonal rows. Returns ``(new factors, positions,
+    analysis)`` for the first such pair with tractable supports, else
+    ``(None, None, last analysis or None)``.
+    """
+    J = len(factors)
+    analysis = None
+    for first in (J - 2, 0):
+        if first:
+            rest = SparseProduct(factors[:first]).toarray()
+            d = _orthogonal_weights(rest.conj().T @ rest)
+            if d is None:
+                continue
+            w = np.sqrt(d)[:, None]
+            target = rest.conj().T @ A / w
+        else:
+            rest = SparseProduct(factors[2:]).toarray()
+            d = _orthogonal_weights(rest @ rest.conj().T)
+            if d is None:
+                continue
+            w = np.sqrt(d)[None, :]
+            target = A @ rest.conj().T / w
+        S_W, S_H = (to_dense(F) != 0 for F in factors[first : first + 2])
+        analysis = analyze_supports(S_W, S_H)
+        if analysis.tractable:
+            W, H, _ = fixed_support_factorize(target, S_W, S_H, method="exact")
+            if first:
+                W = W / w
+            else:
+                H = H / w
+            new = list(factors)
+            new[first : first + 2] = [W, H]
+            return new, (first, first + 1), analysis
+    return None, None, analysis
+
+
 def sparse_factorize(
     A,
     constraints,
@@ -370,7 +437,11 @@ def sparse_factorize(
     For two factors (``J = 2``), the found supports are then analysed with
     :func:`analyze_supports`; when they are tractable, the coefficients are
     re-solved by :func:`fixed_support_factorize` (a certified global optimum
-    on those supports), and ``info`` reports both errors.
+    on those supports), and ``info`` reports both errors. For ``J > 2`` the
+    same is done for the last two factors (else the first two) when the
+    product of the others has orthogonal columns (rows) of one norm, as for
+    the Hadamard transform's factors: their problem is then exactly a
+    two-factor fixed-support problem (``info.exact_factors``).
 
     Parameters
     ----------
@@ -407,7 +478,9 @@ default="identity"
         factors to warm start from (a :class:`ButterflyMatrix`'s
         permutation is absorbed into its last factor).
     exact_coefficients : bool, default=True
-        Run the exact second step for ``J = 2`` on tractable supports.
+        Run the exact second step: for ``J = 2`` on tractable supports, for
+        ``J > 2`` on a tractable pair whose problem reduces to two factors
+        (see ``info.exact_factors``).
     random_state : int, RandomState instance or None, default=None
         Seed of ``init="random"``.
     verbose : int, default=0
@@ -515,16 +588,28 @@ default="identity"
     factors[0] = factors[0] * scale
     palm_relative_error = float(objective[-1])
     norm_a = float(np.linalg.norm(A))
-    exact_relative_error, analysis, certified = None, None, False
+    exact_relative_error, analysis, certified, exact_factors = None, None, False, None
     if J == 2 and exact_coefficients:
         exact, analysis = _exact_step(A, factors)
-        if exact is not None:
-            exact_error = float(np.linalg.norm(A - exact[0] @ exact[1]))
-            exact_relative_error = exact_error / norm_a if norm_a > 0 else exact_error
-            certified = True
-            steps = (*steps, ("exact", exact_relative_error))
-            progress(f"exact coefficients: relative error {exact_relative_error:.3e}")
-            factors = exact
+        exact_factors = None if exact is None else (0, 1)
+        certified = exact is not None
+    elif J > 2 and exact_coefficients:
+        exact, exact_factors, analysis = _exact_pair_step(A, factors)
+    if exact_factors is not None:
+        exact_error = float(np.linalg.norm(A - SparseProduct(exact).toarray()))
+        if not certified:
+            # Optimal given the other factors up to the orthogonality check's
+            # tolerance: kept only when it is no worse.
+            before = float(np.linalg.norm(A - SparseProduct(factors).toarray()))
+            if exact_error > before:
+                exact, exact_error = factors, before
+        exact_relative_error = exact_error / norm_a if norm_a > 0 else exact_error
+        steps = (*steps, ("exact", exact_relative_error))
+        progress(
+            f"exact coefficients of factors {exact_factors}: relative error "
+            f"{exact_relative_error:.3e}"
+        )
+        factors = exact
     product = SparseProduct(factors)
     error = float(np.linalg.norm(A - product.toarray()))
     relative_error = error / norm_a if norm_a > 0 else 0.0
@@ -537,6 +622,7 @@ default="identity"
         palm_relative_error=palm_relative_error,
         exact_relative_error=exact_relative_error,
         certified_optimal=certified,
+        exact_factors=exact_factors,
         analysis=analysis,
         scale=float(scale),
         objective=objective,

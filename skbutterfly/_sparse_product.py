@@ -8,14 +8,15 @@ products, its adjoint and its ``.npz`` file (no pickle).
 # SPDX-License-Identifier: BSD-3-Clause
 
 import os
+import zipfile
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from skbutterfly._io import SPARSE_PRODUCT_FORMAT as FILE_FORMAT
 from skbutterfly._io import write_npz
 
-FILE_FORMAT = "skbutterfly.SparseProduct"
 FILE_VERSION = 1
 
 
@@ -177,25 +178,48 @@ class SparseProduct(LinearOperator):
         ValueError
             When the file is not a ``SparseProduct`` file or is inconsistent.
         """
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            if "format" not in data or str(data["format"]) != FILE_FORMAT:
-                raise ValueError(f"{path} is not a {FILE_FORMAT} file.")
-            version = int(data["version"])
-            if version != FILE_VERSION:
-                raise ValueError(
-                    f"{path} has file version {version}; this skbutterfly reads "
-                    f"version {FILE_VERSION}."
-                )
-            factors = []
-            for j in range(int(data["n_factors"])):
-                shape = tuple(int(s) for s in data[f"shape_{j}"])
-                try:
-                    F = sp.csr_array(
-                        (data[f"data_{j}"], data[f"indices_{j}"], data[f"indptr_{j}"]),
-                        shape=shape,
-                    )
-                    F.check_format(full_check=True)
-                except (ValueError, TypeError) as exc:
-                    raise ValueError(f"{path}: factor {j} is corrupt ({exc}).") from exc
-                factors.append(F)
-        return cls(factors)
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as data:
+                return cls(_read_factors(data, path))
+        except (KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(
+                f"cannot load {path!r}: not a complete {FILE_FORMAT} file ({exc})."
+            ) from None
+
+
+def _read_factors(data, path):
+    """The CSR factors stored in ``data`` (an open ``.npz``), checked."""
+    if "format" not in data or str(data["format"]) != FILE_FORMAT:
+        raise ValueError(f"cannot load {path!r}: not a {FILE_FORMAT} file.")
+    version = int(data["version"])
+    if version != FILE_VERSION:
+        raise ValueError(
+            f"cannot load {path!r}: file version {version}; this skbutterfly "
+            f"reads version {FILE_VERSION}."
+        )
+    n_factors = int(data["n_factors"])
+    members = {"format", "version", "n_factors"} | {
+        f"{name}_{j}"
+        for j in range(n_factors)
+        for name in ("data", "indices", "indptr", "shape")
+    }
+    if set(data.files) != members:
+        raise ValueError(
+            f"cannot load {path!r}: members {sorted(data.files)} differ from the "
+            f"expected {sorted(members)}."
+        )
+    factors = []
+    for j in range(n_factors):
+        shape = tuple(int(s) for s in data[f"shape_{j}"])
+        try:
+            F = sp.csr_array(
+                (data[f"data_{j}"], data[f"indices_{j}"], data[f"indptr_{j}"]),
+                shape=shape,
+            )
+            F.check_format(full_check=True)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"cannot load {path!r}: factor {j} is corrupt ({exc})."
+            ) from None
+        factors.append(F)
+    return factors

@@ -7,7 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from skbutterfly import bit_reversal_permutation, load, standard_permutations
+from skbutterfly import (
+    SparseProduct,
+    bit_reversal_permutation,
+    load,
+    standard_permutations,
+)
 from skbutterfly.__main__ import _significand_bits, main
 from skbutterfly.datasets import dft, hadamard, random_butterfly
 
@@ -141,6 +146,16 @@ def test_info_names_standard_permutations(tmp_path, code, capsys):
     assert main(["info", str(path)]) == 0
     # "000" is the identity permutation, stored as an index array.
     assert f"permutation: standard '{code}'" in capsys.readouterr().out
+
+
+def test_info_describes_a_sparse_product_file(tmp_path, capsys):
+    path = tmp_path / "p.npz"
+    SparseProduct([np.eye(4)[:, :3], np.ones((3, 2))]).save(path)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 x 2 SparseProduct" in out and "2 factors" in out
+    assert "S_1: 4 x 3, nnz 3" in out and "S_2: 3 x 2, nnz 6" in out
+    assert "stored values: 9 (112.500% of dense); flops per product: 18" in out
 
 
 def test_factorize_with_precision_writes_representable_values(tmp_path, capsys):

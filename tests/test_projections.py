@@ -186,3 +186,25 @@ def test_constraint_project_matches_the_functions():
     ]:
         c = SparsityConstraint(name, 2, normalized=False)
         np.testing.assert_array_equal(c.project(M), func(M, 2))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ties_go_to_the_first_positions_in_every_family(seed):
+    # Magnitudes drawn from {0, 1, 2}: many ties at every threshold. The kept
+    # entries must be the first k of a stable descending sort (Python's
+    # sorted is stable), per row, per column and over the flattened matrix.
+    rng = np.random.default_rng(seed)
+    M = rng.integers(-2, 3, size=(7, 9)).astype(float)
+    for k in range(1, 8):
+        rows = [_top_k_sets(r, k) for r in M]
+        cols = [_top_k_sets(c, k) for c in M.T]
+        want_row = np.array([[j in rows[i] for j in range(9)] for i in range(7)])
+        want_col = np.array([[i in cols[j] for j in range(9)] for i in range(7)])
+        np.testing.assert_array_equal(project_row_k(M, k) != 0, want_row & (M != 0))
+        np.testing.assert_array_equal(project_col_k(M, k) != 0, want_col & (M != 0))
+        np.testing.assert_array_equal(
+            project_row_col_k(M, k) != 0, (want_row | want_col) & (M != 0)
+        )
+        flat = _top_k_sets(M.ravel(), 3 * k)
+        want = np.isin(np.arange(M.size), list(flat)).reshape(M.shape)
+        np.testing.assert_array_equal(project_total_k(M, 3 * k) != 0, want & (M != 0))

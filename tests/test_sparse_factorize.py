@@ -12,6 +12,7 @@ from skbutterfly import (
     butterfly_factorize,
     butterfly_support,
     fixed_support_factorize,
+    load,
     sparse_factorize,
 )
 from skbutterfly.datasets import hadamard
@@ -166,6 +167,80 @@ def test_two_factor_exact_step_is_certified_and_never_worse():
     assert short.exact_relative_error < 0.9 * short.palm_relative_error
 
 
+def _scaled_permutation(rng, n):
+    return np.diag(rng.uniform(0.5, 2, n))[rng.permutation(n)]
+
+
+def _pair_stationarity(A, factors, pair):
+    """Largest gradient of the error in the pair, on its supports, relative."""
+    dense = [F.toarray() for F in factors]
+    E = np.linalg.multi_dot(dense) - A
+    worst = 0.0
+    for j in pair:
+        left, right = np.eye(A.shape[0]), np.eye(dense[j].shape[1])
+        for F in dense[:j]:
+            left = left @ F
+        for F in dense[j + 1 :]:
+            right = right @ F
+        grad = left.T @ E @ right.T
+        size = np.linalg.norm(left, 2) * np.linalg.norm(right, 2)
+        scale = size * max(np.linalg.norm(E), 1e-12 * np.linalg.norm(A))
+        worst = max(worst, np.abs(grad[dense[j] != 0]).max() / scale)
+    return worst
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_exact_pair_step_for_three_factors(side):
+    # One factor with orthogonal columns (rows): a scaled permutation of
+    # fixed support. The other two: W with one nonzero per row and H full,
+    # tractable (or the transposed roles on the right). After 3 PALM sweeps
+    # the exact step solves the pair.
+    rng = np.random.default_rng(12)
+    n, r = 12, 3
+    W0 = np.zeros((n, r))
+    W0[np.arange(n), rng.integers(0, r, n)] = rng.uniform(1, 2, n)
+    H0 = rng.standard_normal((r, n))
+    Q0 = _scaled_permutation(rng, n)
+    if side == "left":
+        chain, cons = [Q0, W0, H0], [Q0 != 0, W0 != 0, ("total", r * n)]
+        dims, pair = (n, r), (1, 2)
+    else:
+        # W full (no orthogonal columns), H with one nonzero per column.
+        W1, H1 = H0.T, W0.T
+        chain, cons = [W1, H1, Q0], [("total", r * n), H1 != 0, Q0 != 0]
+        dims, pair = (r, n), (0, 1)
+    exact = np.linalg.multi_dot(chain)
+
+    def three_sweeps(A, exact_coefficients=True):
+        with pytest.warns(ConvergenceWarning):
+            return sparse_factorize(
+                A,
+                cons,
+                strategy="palm",
+                inner_dims=dims,
+                init="random",
+                random_state=0,
+                max_iter=3,
+                exact_coefficients=exact_coefficients,
+            )
+
+    for noise in (0.0, 0.1):
+        A = exact + noise * rng.standard_normal(exact.shape)
+        P, info = three_sweeps(A)
+        assert info.exact_factors == pair
+        assert [name for name, _ in info.steps][-1] == "exact"
+        assert not info.certified_optimal and info.analysis.tractable
+        assert info.relative_error <= info.palm_relative_error
+        assert info.relative_error == pytest.approx(info.exact_relative_error)
+        if noise:
+            assert _pair_stationarity(A, P.factors, pair) <= 1e-9
+            # Without the exact step, the pair is visibly not stationary.
+            Q, _ = three_sweeps(A, exact_coefficients=False)
+            assert _pair_stationarity(A, Q.factors, pair) > 1e-3
+        else:
+            assert info.palm_relative_error > 1e-3 and info.relative_error < 1e-12
+
+
 def test_exact_step_can_be_disabled_and_is_skipped_on_intractable_supports():
     rng = np.random.default_rng(5)
     A = rng.standard_normal((8, 8))
@@ -310,6 +385,48 @@ def test_sparse_product_save_load_round_trip(tmp_path):
     with pytest.raises(ValueError, match="not a"):
         SparseProduct.load(tmp_path / "other.npz")
     assert sorted(os.listdir(tmp_path)) == ["other.npz", "p.npz"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+def test_the_package_load_reads_sparse_products_bit_for_bit(tmp_path, dtype):
+    rng = np.random.default_rng(10)
+    P = SparseProduct(
+        [
+            F.astype(dtype) * (1 + 1j if dtype == np.complex128 else 1)
+            for F in _product(rng).factors
+        ]
+    )
+    path = tmp_path / "p.npz"
+    P.save(path)
+    Q = load(path)
+    assert isinstance(Q, SparseProduct) and Q.dtype == P.dtype
+    for F, G in zip(P.factors, Q.factors):
+        assert F.shape == G.shape and F.dtype == G.dtype
+        np.testing.assert_array_equal(F.toarray(), G.toarray())
+    x = rng.standard_normal(P.shape[1])
+    np.testing.assert_array_equal(Q @ x, P @ x)
+
+
+def test_damaged_sparse_product_files_raise_value_errors_naming_the_path(tmp_path):
+    P = _product(np.random.default_rng(11))
+    path = tmp_path / "p.npz"
+    P.save(path)
+    with np.load(path) as data:
+        members = dict(data)
+    cases = {
+        "missing": {k: v for k, v in members.items() if k != "indptr_1"},
+        "extra": {**members, "surprise": np.ones(2)},
+        "corrupt": {**members, "indices_0": members["indices_0"] + 1000},
+        "version": {**members, "version": np.array(99)},
+    }
+    for name, arrays in cases.items():
+        bad = tmp_path / f"{name}.npz"
+        np.savez(bad, **arrays)
+        with pytest.raises(ValueError, match=f"cannot load .*{name}.npz"):
+            load(bad)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"junk\.npz"):
+        load(tmp_path / "junk.npz")
 
 
 def test_sparse_product_rejects_unchainable_factors():
