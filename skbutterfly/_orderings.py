@@ -65,6 +65,10 @@ _ALTERNATIONS = 6
 _SCREEN = 8
 _SCREEN_ENTRIES = 2**21
 
+# Pairs of row groups needed before the first refit of a level trusts only
+# the best-fitting half of them.
+_MIN_TRUSTED_PAIRS = 8
+
 # Column groups this short are split by trying every balanced split.
 _EXHAUSTIVE = 8
 
@@ -568,10 +572,11 @@ def _trusted(upper, margin):
 def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
     """Pair the row groups and refine the column halves of one level, alternately.
 
-    The first matching uses the trusted columns only; then the halves are
-    refit with all the merged groups (:func:`_refine_halves`, or
-    :func:`_exhaustive_halves` for short groups) and the rows matched again,
-    until the pairs no longer change (at most ``_ALTERNATIONS`` matchings).
+    The first matching uses the trusted columns only, the first refit of the
+    halves the pairs that fit best for their energy (:func:`_refine_halves`,
+    or :func:`_exhaustive_halves` for short groups); then rows are matched
+    and halves refit with all the pairs until the pairs no longer change (at
+    most ``_ALTERNATIONS`` matchings).
     Returns ``first, second, upper`` and the residual of the merged groups
     on the new column groups (what the level costs).
     """
@@ -581,15 +586,24 @@ def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
             # Trusted columns alone while they are enough for a fit.
             few = (1 - _UNTRUSTED) * upper.shape[-1] / 2 <= rank
             Xs = X if sweep or few else X * trusted[None, :, None, :]
-            first, second = _match_pairs(_pair_costs(_restrict(Xs, upper), rank, rng))
+            D = _pair_costs(_restrict(Xs, upper), rank, rng)
+            first, second = _match_pairs(D)
         else:
             first = np.arange(half)
             second = first + half
         found = {frozenset(p) for p in zip(first.tolist(), second.tolist())}
-        if found == pairs or not learn_cols:
+        if (found == pairs and sweep > 1) or not learn_cols:
             break
         pairs = found
-        Y = np.concatenate([X[first], X[second]], axis=2)
+        keep = slice(None)
+        if learn_rows and sweep == 0 and first.size >= _MIN_TRUSTED_PAIRS:
+            # The first refit trusts the pairs that fit best, for their energy.
+            energy = np.sum(np.abs(X) ** 2, axis=(1, 2, 3))
+            ratio = D[first, second] / np.maximum(
+                energy[first] + energy[second], np.finfo(float).tiny
+            )
+            keep = ratio <= np.quantile(ratio, 1 - _UNTRUSTED)
+        Y = np.concatenate([X[first[keep]], X[second[keep]]], axis=2)
         if Y.shape[-1] <= _EXHAUSTIVE:
             upper = _exhaustive_halves(Y, rank)
         else:
