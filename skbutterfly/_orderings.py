@@ -441,13 +441,13 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
     return row_perm, perm
 
 
-def _polish_rows(M, rounds=2):
+def _polish_rows(M, rounds=4):
     """Reassign the rows of the ordered matrix ``M`` that fit their position worst.
 
     The cost of a row at a position is its residual off the rank-one fits of
     the blocks of the row groups that the position belongs to, summed over
     the levels (the groups being those of ``M``'s current order). The
-    ``max(16, N / 16)`` rows of largest cost at their own position are then
+    ``max(16, N / 8)`` rows of largest cost at their own position are then
     placed on their positions by an optimal assignment (a row-by-row
     improvement of the level-by-level search, whose early choices only see
     their own level). Returns the new order of the rows of ``M``.
@@ -455,7 +455,7 @@ def _polish_rows(M, rounds=2):
     N = M.shape[0]
     L = N.bit_length() - 1
     order = np.arange(N)
-    k = min(N, max(16, N // 16))
+    k = min(N, max(16, N // 8))
     for _ in range(rounds):
         X = M[order]
         # Unit row directions of every block of every level: rows grouped by
