@@ -18,6 +18,7 @@ permutation are applied to indices; the matrix is never copied whole.
 
 import functools
 import mmap
+import sys
 from dataclasses import dataclass, field
 from functools import partial
 from numbers import Real
@@ -348,6 +349,41 @@ def _read_bands(data, cols, max_entries):
     return piece
 
 
+def _distributed_client():
+    """The ``dask.distributed`` client that ``dask.compute`` would use, or None."""
+    import dask
+
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    distributed = sys.modules.get("distributed")
+    if distributed is not None and isinstance(client, distributed.Client):
+        return client
+    return None
+
+
+def _compute_on_workers(tasks):
+    """Compute Dask ``tasks``, each with the tiles it reads on one worker.
+
+    On a ``dask.distributed`` client, task ``s`` and the tasks it depends on
+    (the tiles of its slab, computed from the lazy graph) are submitted to
+    worker ``s`` modulo the number of workers, so that the tiles are not
+    sent from worker to worker; only the small results come back. Without a
+    client, :func:`dask.compute` runs them on the current scheduler.
+    """
+    import dask
+
+    client = _distributed_client()
+    workers = sorted(client.scheduler_info()["workers"]) if client else []
+    if not workers:
+        return list(dask.compute(*tasks))
+    futures = [
+        client.compute(
+            task, workers=[workers[s % len(workers)]], allow_other_workers=True
+        )
+        for s, task in enumerate(tasks)
+    ]
+    return client.gather(futures)
+
+
 def map_slabs(
     source,
     perm,
@@ -391,7 +427,7 @@ def map_slabs(
             dask.delayed(job)(_read(source.data, tile.cols), tile, *args(g0, g1))
             for tile, (g0, g1) in zip(tiles, groups)
         ]
-        return list(dask.compute(*tasks))
+        return _compute_on_workers(tasks)
     data = source.data
     bands = _releasable(data) and not data.flags.f_contiguous
     band_entries = int(working_memory * 2**20 / _SLAB_COPIES / data.dtype.itemsize)
