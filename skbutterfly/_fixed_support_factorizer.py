@@ -17,6 +17,7 @@ from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf import fixed_support_factorize
 from skbutterfly._quantize import quantize_factors
 from skbutterfly._scaling import frobenius_errors
+from skbutterfly._slabs import refuse_out_of_core
 from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
 from skbutterfly._validation import check_matrix, validate_estimator_input
 from skbutterfly._warnings import warn_if_poor_fit
@@ -221,6 +222,7 @@ class FixedSupportFactorizer(BaseFactorizer):
         W : ndarray of shape (n_samples, r)
             The left factor, zero outside its support.
         """
+        refuse_out_of_core(X, name="X", solver="FixedSupportFactorizer")
         X = validate_estimator_input(self, X, reset=True)
         S_W, S_H = resolve_supports(
             self.support_W, self.support_H, self.n_components, X.shape

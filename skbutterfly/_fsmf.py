@@ -28,6 +28,7 @@ from skbutterfly._scaling import (
     scaling_exponent,
     split_exponent,
 )
+from skbutterfly._slabs import refuse_out_of_core
 from skbutterfly._support_analysis import (
     SupportAnalysis,
     analyze_checked,
@@ -221,6 +222,7 @@ def fixed_support_factorize(
     >>> bool(np.all(W[~S_W] == 0))
     True
     """
+    refuse_out_of_core(A, name="A", solver="fixed_support_factorize")
     A = check_matrix(A, name="A")
     S_W, S_H = check_supports(S_W, S_H, A.shape)
     if method not in FSMF_METHODS:

@@ -86,6 +86,24 @@ def _is_sliceable(A):
     )
 
 
+def refuse_out_of_core(A, *, name, solver):
+    """``ValueError`` if ``A`` is a Dask array or a slice-readable dataset.
+
+    For the solvers that need their matrix in memory (all but the butterfly
+    factorization); a :class:`numpy.memmap` is an ndarray and is read whole.
+    """
+    if is_dask_array(A) or (_is_sliceable(A) and not isinstance(A, np.memmap)):
+        kind = f"{type(A).__module__}.{type(A).__name__}"
+        raise ValueError(
+            f"{solver} needs {name} in memory: its exact solver marks every "
+            f"entry of the classes' areas (tables of {name}'s shape) and ALS "
+            f"sweeps over the whole matrix; got a {kind} of shape "
+            f"{tuple(A.shape)}. Load it into memory (np.asarray, or .compute() "
+            "for Dask), or use butterfly_factorize, which reads such input by "
+            "column slabs."
+        )
+
+
 def slab_source(A, *, name="A"):
     """Wrap an out-of-core matrix in a :class:`SlabSource`, or return None.
 

@@ -51,30 +51,38 @@ class SliceReader:
 
 
 CASES = [
-    # shape, permutation, complex, rank
-    ((64, 64), None, False, 1),
-    ((64, 64), "bit-reversal", True, 1),
-    ((50, 70), None, False, 1),
-    ((50, 70), "random", True, 2),
-    ((128, 32), None, False, 2),
-    ((32, 16), "default-8", False, 1),
+    # shape, permutation, row permutation, complex, rank
+    ((64, 64), None, None, False, 1),
+    ((64, 64), "bit-reversal", "bit-reversal", True, 1),
+    ((50, 70), None, "random", False, 1),
+    ((50, 70), "random", "random", True, 2),
+    ((128, 32), None, None, False, 2),
+    ((32, 16), "default-8", ["000", "001"], False, 1),
+    ((40, 100), "bit-reversal", "random", True, 1),
 ]
 
 
-def _perm(permutation, shape, seed=1):
+def _perm(permutation, shape, seed=1, axis=1):
     if permutation == "random":
-        n = architecture(shape).padded_shape[1]
+        n = architecture(shape).padded_shape[axis]
         return np.random.default_rng(seed).permutation(n)
     return permutation
 
 
-@pytest.mark.parametrize("shape, permutation, complex_, rank", CASES)
+@pytest.mark.parametrize("shape, permutation, row_permutation, complex_, rank", CASES)
 def test_memmap_dask_and_slices_give_the_in_memory_operator(
-    shape, permutation, complex_, rank, tmp_path
+    shape, permutation, row_permutation, complex_, rank, tmp_path
 ):
     A = _matrix(shape, complex_)
-    perm = _perm(permutation, shape)
-    expected = butterfly_factorize(A, rank=rank, permutation=perm).toarray()
+    perms = {
+        "permutation": _perm(permutation, shape),
+        "row_permutation": _perm(row_permutation, shape, seed=2, axis=0),
+    }
+    expected = butterfly_factorize(A, rank=rank, **perms).toarray()
+    if isinstance(perms["row_permutation"], np.ndarray):
+        # The row permutation matters: ignoring it would show below.
+        plain = butterfly_factorize(A, rank=rank, permutation=perms["permutation"])
+        assert not np.allclose(plain.toarray(), expected)
     # A tiny budget: one group of columns per slab, so many slabs.
     inputs = {
         "memmap": _memmap(A, tmp_path),
@@ -85,7 +93,7 @@ def test_memmap_dask_and_slices_give_the_in_memory_operator(
         "slices": SliceReader(A),
     }
     for name, X in inputs.items():
-        B = butterfly_factorize(X, rank=rank, permutation=perm, working_memory=1e-3)
+        B = butterfly_factorize(X, rank=rank, working_memory=1e-3, **perms)
         assert B.shape == shape and B.dtype == A.dtype, name
         assert_allclose(B.toarray(), expected, rtol=1e-12, atol=1e-12, err_msg=name)
 
