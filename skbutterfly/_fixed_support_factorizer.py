@@ -194,7 +194,9 @@ class FixedSupportFactorizer(BaseFactorizer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Matrix to factorize (real or complex).
+            Matrix to factorize (real or complex), in memory: a Dask array or
+            a slice-readable dataset raises ``ValueError`` (see
+            :func:`fixed_support_factorize`).
         y : Ignored
             Not used, present for API consistency.
 
@@ -213,7 +215,9 @@ class FixedSupportFactorizer(BaseFactorizer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Matrix to factorize (real or complex).
+            Matrix to factorize (real or complex), in memory: a Dask array or
+            a slice-readable dataset raises ``ValueError`` (see
+            :func:`fixed_support_factorize`).
         y : Ignored
             Not used, present for API consistency.
 

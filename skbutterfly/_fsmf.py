@@ -161,7 +161,10 @@ def fixed_support_factorize(
     Parameters
     ----------
     A : array-like of shape (m, n)
-        Matrix to factorize (real or complex; float32 and complex64 kept).
+        Matrix to factorize (real or complex; float32 and complex64 kept), in
+        memory: a Dask array or a slice-readable dataset raises
+        ``ValueError`` (:func:`~skbutterfly.butterfly_factorize` reads those
+        by slabs); a :class:`numpy.memmap` is read whole.
     S_W : array-like or sparse matrix of shape (m, r)
         Support of ``W`` (booleans, or numbers equal to 0 or 1).
     S_H : array-like or sparse matrix of shape (r, n)
