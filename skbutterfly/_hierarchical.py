@@ -242,7 +242,9 @@ def butterfly_factorize(
         increasing ``cols`` when permuted: ``h5py`` and ``zarr`` datasets)
         or a lazy ``dask.array.Array``: it is then read by column slabs of
         at most ``working_memory`` MiB, on the Dask workers for a Dask
-        array (see :ref:`out_of_core`).
+        array (see :ref:`out_of_core`); permutations are applied to its
+        indices, and ``"auto"`` / ``"learn"`` raise ``ValueError`` (they
+        need the matrix in memory).
     n_factors : int, default=None
         Number of factors ``J``, at least 1 (at most 1024); beyond
         ``ceil(log2(max(m, n)))`` the extra factors are diagonal (see
