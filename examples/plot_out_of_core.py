@@ -105,7 +105,7 @@ print(f"equal to the product with the dense approximation: {same}")
 # (the root split's two factors) and takes 1.7 times the in-memory time
 # once the workers hold the matrix; ``transform`` of a lazy
 # ``10**7 x 1024`` array (76 GiB) runs chunk by chunk with a peak RSS of
-# TRANSFORM_PEAK MiB. See :ref:`out_of_core` for the details.
+# 530 MiB. See :ref:`out_of_core` for the details.
 
 # %%
 # The real part of the operator and of its butterfly approximation.
