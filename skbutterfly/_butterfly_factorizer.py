@@ -207,8 +207,6 @@ default="balanced"
         self.row_permutation_ = (
             np.arange(B.padded_shape[0]) if B.row_perm is None else B.row_perm
         )
-        if source is not None:
-            norm = np.sqrt(source.sq_norm)
         self._set_errors(X, error, norm)
         progress(
             f"{self.n_factors_} factors, nnz={self.butterfly_.nnz}, relative "

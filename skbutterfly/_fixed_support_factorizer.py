@@ -17,6 +17,7 @@ from skbutterfly._constants import FSMF_METHODS
 from skbutterfly._fsmf import fixed_support_factorize
 from skbutterfly._quantize import quantize_factors
 from skbutterfly._scaling import frobenius_errors
+from skbutterfly._slabs import refuse_out_of_core
 from skbutterfly._supports import SUPPORT_NAMES, resolve_supports
 from skbutterfly._validation import check_matrix, validate_estimator_input
 from skbutterfly._warnings import warn_if_poor_fit
@@ -193,7 +194,9 @@ class FixedSupportFactorizer(BaseFactorizer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Matrix to factorize (real or complex).
+            Matrix to factorize (real or complex), in memory: a Dask array or
+            a slice-readable dataset raises ``ValueError`` (see
+            :func:`fixed_support_factorize`).
         y : Ignored
             Not used, present for API consistency.
 
@@ -212,7 +215,9 @@ class FixedSupportFactorizer(BaseFactorizer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Matrix to factorize (real or complex).
+            Matrix to factorize (real or complex), in memory: a Dask array or
+            a slice-readable dataset raises ``ValueError`` (see
+            :func:`fixed_support_factorize`).
         y : Ignored
             Not used, present for API consistency.
 
@@ -221,6 +226,7 @@ class FixedSupportFactorizer(BaseFactorizer):
         W : ndarray of shape (n_samples, r)
             The left factor, zero outside its support.
         """
+        refuse_out_of_core(X, name="X", solver="FixedSupportFactorizer")
         X = validate_estimator_input(self, X, reset=True)
         S_W, S_H = resolve_supports(
             self.support_W, self.support_H, self.n_components, X.shape

@@ -28,6 +28,7 @@ from skbutterfly._scaling import (
     scaling_exponent,
     split_exponent,
 )
+from skbutterfly._slabs import refuse_out_of_core
 from skbutterfly._support_analysis import (
     SupportAnalysis,
     analyze_checked,
@@ -160,7 +161,10 @@ def fixed_support_factorize(
     Parameters
     ----------
     A : array-like of shape (m, n)
-        Matrix to factorize (real or complex; float32 and complex64 kept).
+        Matrix to factorize (real or complex; float32 and complex64 kept), in
+        memory: a Dask array or a slice-readable dataset raises
+        ``ValueError`` (:func:`~skbutterfly.butterfly_factorize` reads those
+        by slabs); a :class:`numpy.memmap` is read whole.
     S_W : array-like or sparse matrix of shape (m, r)
         Support of ``W`` (booleans, or numbers equal to 0 or 1).
     S_H : array-like or sparse matrix of shape (r, n)
@@ -221,6 +225,7 @@ def fixed_support_factorize(
     >>> bool(np.all(W[~S_W] == 0))
     True
     """
+    refuse_out_of_core(A, name="A", solver="fixed_support_factorize")
     A = check_matrix(A, name="A")
     S_W, S_H = check_supports(S_W, S_H, A.shape)
     if method not in FSMF_METHODS:

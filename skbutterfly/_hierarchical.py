@@ -44,6 +44,11 @@ from skbutterfly._validation import check_matrix
 
 # Default accuracy of the block SVDs of large blocks (subspace iteration).
 _SVD_TOL = 1e-3
+# Why the ordering searches need the whole matrix at hand.
+_SEARCH_READS = {
+    "auto": "it screens blocks drawn at random all over the matrix",
+    "learn": "it compares rows and columns across the whole matrix",
+}
 # Entries of the block products formed at once by _root_error.
 _ERROR_ENTRIES = 1 << 20
 
@@ -120,6 +125,7 @@ def _factorize_chain(
             K1, K2 = root_split_slabs(
                 A,
                 perm,
+                row_perm,
                 left,
                 right,
                 orthonormalize,
@@ -236,7 +242,9 @@ def butterfly_factorize(
         increasing ``cols`` when permuted: ``h5py`` and ``zarr`` datasets)
         or a lazy ``dask.array.Array``: it is then read by column slabs of
         at most ``working_memory`` MiB, on the Dask workers for a Dask
-        array (see :ref:`out_of_core`).
+        array (see :ref:`out_of_core`); permutations are applied to its
+        indices, and ``"auto"`` / ``"learn"`` raise ``ValueError`` (they
+        need the matrix in memory).
     n_factors : int, default=None
         Number of factors ``J``, at least 1 (at most 1024); beyond
         ``ceil(log2(max(m, n)))`` the extra factors are diagonal (see
@@ -452,19 +460,19 @@ def factorize_with_error(
     if not (isinstance(svd_tol, Real) and 0 <= svd_tol < np.inf):
         raise ValueError(f"svd_tol must be a finite number >= 0, got {svd_tol!r}.")
     orthonormalize = bool(orthonormalize)
-    rows = orderings[0]
-    rows_fixed = not isinstance(rows, str) and len(rows) == 1 and rows[0] is None
-    if isinstance(A, SlabSource) and not (
-        rows_fixed and not isinstance(orderings[1], str)
-    ):
-        raise ValueError(
-            "row permutations, 'auto' and 'learn' need an in-memory matrix: "
-            "got an out-of-core A (read by column slabs); pass "
-            "row_permutation=None and fixed column permutations, or load A."
-        )
+    if isinstance(A, SlabSource):
+        for spec, name in zip(orderings, ("row_permutation", "permutation")):
+            if isinstance(spec, str):
+                raise ValueError(
+                    f"{name}={spec!r} needs the matrix in memory ({_SEARCH_READS[spec]}"
+                    f"), and {A.name} is out of core (read by column slabs, once "
+                    "per candidate). Pass None, a named permutation, an index "
+                    f"array or a list of candidates, or load {A.name} into memory."
+                )
     # Factorize extreme magnitudes brought near one by a power of two (exact):
     # orderings, factors and errors at that scale; the power is shared out
-    # between the factors at the end. An out-of-core A is read as it is.
+    # between the factors at the end. An out-of-core A is scaled slab by slab
+    # (the power is found by its first pass, see root_split_slabs).
     exponent = 0
     if not isinstance(A, SlabSource):
         exponent = scaling_exponent(A)
@@ -494,12 +502,21 @@ def factorize_with_error(
             progress,
             working_memory,
         )
+        if isinstance(A, SlabSource):
+            exponent = A.exponent
         if not need_error and len(pairs) == 1:
             best = factors, perm, row_perm
             break
         if isinstance(A, SlabSource) and len(factors) > 1:
             error = slab_error(
-                A, factors, arch.patterns, perm, order[0], working_memory, progress
+                A,
+                factors,
+                arch.patterns,
+                perm,
+                row_perm,
+                order[0],
+                working_memory,
+                progress,
             )
         elif isinstance(A, SlabSource) or padded:
             dense = A.toarray() if isinstance(A, SlabSource) else A
@@ -516,6 +533,8 @@ def factorize_with_error(
         if best is None or error < best_error:
             best, best_error = (factors, perm, row_perm), error
     factors, perm, row_perm = best
+    if isinstance(A, SlabSource):
+        norm = np.sqrt(A.sq_norm)
     shares = split_exponent(exponent, len(factors))
     factors = [scale_pow2(K, e) for K, e in zip(factors, shares)]
     B = ButterflyMatrix(factors, perm=perm, shape=A.shape, row_perm=row_perm)
@@ -523,5 +542,3 @@ def factorize_with_error(
         return B, None, None
     norm = None if norm is None else ldexp_or_inf(norm, exponent)
     return B, ldexp_or_inf(best_error, exponent), norm
-
-

@@ -378,6 +378,9 @@ class ButterflyMatrix(_CheckedOperator):
     def _apply(self, adjoint, X):
         if X.shape[1] == 1:
             return apply_vector(self._plan(adjoint, True), X[:, 0])
+        # Row-major columns: a transposed X (as transform passes) would be
+        # regathered entry by entry by the first factor's reshape.
+        X = np.ascontiguousarray(X)
         for K, Kt in self._plan(adjoint, False):
             X = ks_apply(K, X, Kt)
         return X

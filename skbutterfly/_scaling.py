@@ -63,11 +63,27 @@ def scaling_exponent(X) -> int:
     (0, 301)
     """
     X = np.asarray(X)
-    exponent = peak_exponent(X)
-    info = np.finfo(X.dtype if X.dtype.kind in "fc" else np.float64)
+    return exponent_if_extreme(peak_exponent(X), X.dtype)
+
+
+def exponent_if_extreme(exponent, dtype) -> int:
+    """``exponent`` if a peak of ``2**exponent`` needs scaling in ``dtype``, else 0.
+
+    The rule of :func:`scaling_exponent`, given the :func:`peak_exponent`
+    (e.g. the largest over the slabs of a matrix read piece by piece).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly._scaling import exponent_if_extreme
+    >>> exponent_if_extreme(2, np.float64), exponent_if_extreme(-996, np.float64)
+    (0, -996)
+    """
+    dtype = np.dtype(dtype)
+    info = np.finfo(dtype if dtype.kind in "fc" else np.float64)
     if info.minexp // 4 <= exponent <= info.maxexp // 4:
         return 0
-    return exponent
+    return int(exponent)
 
 
 def scale_pow2(X, exponent):

@@ -258,21 +258,6 @@ def test_estimator_exposes_the_chosen_permutations():
     np.testing.assert_array_equal(identity.row_permutation_, np.arange(8))
 
 
-def test_out_of_core_input_refuses_row_orderings(tmp_path):
-    A = np.lib.format.open_memmap(
-        tmp_path / "a.npy", mode="w+", dtype=np.float64, shape=(16, 16)
-    )
-    A[:] = hadamard(16)
-    with pytest.raises(ValueError, match="in-memory matrix"):
-        butterfly_factorize(A, row_permutation="bit-reversal")
-    with pytest.raises(ValueError, match="in-memory matrix"):
-        butterfly_factorize(A, permutation="learn", row_permutation="learn")
-    # Fixed column permutations still run by slabs.
-    B = butterfly_factorize(A, permutation="bit-reversal")
-    assert _relative_error(np.asarray(A), B) > 0.1
-    assert _relative_error(np.asarray(A), butterfly_factorize(A)) < 1e-12
-
-
 @pytest.mark.parametrize("k", [-1000, 1000])
 def test_orderings_are_found_at_extreme_magnitudes(k):
     # The scaling by a power of two happens before the ordering search.

@@ -6,13 +6,15 @@ from numpy.testing import assert_allclose
 
 from skbutterfly import (
     ButterflyFactorizer,
+    FixedSupportFactorizer,
     architecture,
     bit_reversal_permutation,
     butterfly_factorize,
+    fixed_support_factorize,
     standard_permutations,
 )
 from skbutterfly._slabs import slab_groups
-from skbutterfly.datasets import add_noise, random_butterfly
+from skbutterfly.datasets import add_noise, hadamard, random_butterfly
 
 da = pytest.importorskip("dask.array")
 
@@ -51,30 +53,38 @@ class SliceReader:
 
 
 CASES = [
-    # shape, permutation, complex, rank
-    ((64, 64), None, False, 1),
-    ((64, 64), "bit-reversal", True, 1),
-    ((50, 70), None, False, 1),
-    ((50, 70), "random", True, 2),
-    ((128, 32), None, False, 2),
-    ((32, 16), "default-8", False, 1),
+    # shape, permutation, row permutation, complex, rank
+    ((64, 64), None, None, False, 1),
+    ((64, 64), "bit-reversal", "bit-reversal", True, 1),
+    ((50, 70), None, "random", False, 1),
+    ((50, 70), "random", "random", True, 2),
+    ((128, 32), None, None, False, 2),
+    ((32, 16), "default-8", ["000", "001"], False, 1),
+    ((40, 100), "bit-reversal", "random", True, 1),
 ]
 
 
-def _perm(permutation, shape, seed=1):
+def _perm(permutation, shape, seed=1, axis=1):
     if permutation == "random":
-        n = architecture(shape).padded_shape[1]
+        n = architecture(shape).padded_shape[axis]
         return np.random.default_rng(seed).permutation(n)
     return permutation
 
 
-@pytest.mark.parametrize("shape, permutation, complex_, rank", CASES)
+@pytest.mark.parametrize("shape, permutation, row_permutation, complex_, rank", CASES)
 def test_memmap_dask_and_slices_give_the_in_memory_operator(
-    shape, permutation, complex_, rank, tmp_path
+    shape, permutation, row_permutation, complex_, rank, tmp_path
 ):
     A = _matrix(shape, complex_)
-    perm = _perm(permutation, shape)
-    expected = butterfly_factorize(A, rank=rank, permutation=perm).toarray()
+    perms = {
+        "permutation": _perm(permutation, shape),
+        "row_permutation": _perm(row_permutation, shape, seed=2, axis=0),
+    }
+    expected = butterfly_factorize(A, rank=rank, **perms).toarray()
+    if isinstance(perms["row_permutation"], np.ndarray):
+        # The row permutation matters: ignoring it would show below.
+        plain = butterfly_factorize(A, rank=rank, permutation=perms["permutation"])
+        assert not np.allclose(plain.toarray(), expected)
     # A tiny budget: one group of columns per slab, so many slabs.
     inputs = {
         "memmap": _memmap(A, tmp_path),
@@ -85,7 +95,7 @@ def test_memmap_dask_and_slices_give_the_in_memory_operator(
         "slices": SliceReader(A),
     }
     for name, X in inputs.items():
-        B = butterfly_factorize(X, rank=rank, permutation=perm, working_memory=1e-3)
+        B = butterfly_factorize(X, rank=rank, working_memory=1e-3, **perms)
         assert B.shape == shape and B.dtype == A.dtype, name
         assert_allclose(B.toarray(), expected, rtol=1e-12, atol=1e-12, err_msg=name)
 
@@ -265,3 +275,94 @@ def test_on_a_distributed_client():
         T = est.transform(X).compute()
     assert_allclose(B.toarray(), expected.toarray(), atol=1e-12)
     assert_allclose(T, est.transform(A), atol=1e-12)
+
+
+def test_h5py_dataset_gives_the_in_memory_operator(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    A = _matrix((50, 70), True)
+    perm = _perm("random", A.shape)
+    row_perm = _perm("random", A.shape, seed=2, axis=0)
+    expected = butterfly_factorize(A, permutation=perm, row_permutation=row_perm)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f.create_dataset("A", data=A, chunks=(10, 10))
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        dataset = f["A"]
+        B = butterfly_factorize(
+            dataset, permutation=perm, row_permutation=row_perm, working_memory=1e-3
+        )
+        est = ButterflyFactorizer(permutation=perm, row_permutation=row_perm)
+        est.fit(dataset)
+    assert_allclose(B.toarray(), expected.toarray(), rtol=1e-12, atol=1e-12)
+    dense = np.linalg.norm(A - est.butterfly_.toarray())
+    assert_allclose(est.reconstruction_err_, dense, rtol=1e-10)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_extreme_magnitudes_are_rescaled_like_in_memory(scale, tmp_path):
+    # Squares of 1e300 overflow and of 1e-300 underflow: the slabs must be
+    # brought near one by a power of two, as the in-memory input is.
+    A = add_noise(random_butterfly(64, random_state=0).toarray(), 0.1, random_state=1)
+    A = A[:, :60] * scale
+    perm = _perm("random", A.shape)
+    ref = ButterflyFactorizer(permutation=perm).fit(A)
+    for X in (_memmap(A, tmp_path), da.from_array(A, chunks=(16, 16))):
+        est = ButterflyFactorizer(permutation=perm).fit(X)
+        B = est.butterfly_
+        assert all(np.isfinite(K).all() for K in B.factors)
+        assert_allclose(
+            B.toarray() / scale, ref.butterfly_.toarray() / scale, atol=1e-12
+        )
+        dense = np.linalg.norm(A / scale - B.toarray() / scale) * scale
+        assert 0 < dense < np.inf
+        assert_allclose(est.reconstruction_err_, dense, rtol=1e-10)
+        assert_allclose(est.relative_error_, ref.relative_error_, rtol=1e-10)
+        assert 0.01 < est.relative_error_ < 0.5
+
+
+def test_mixed_magnitudes_across_slabs(tmp_path):
+    # One slab tiny, the others ordinary: each slab is solved at its own
+    # scale and its factors are brought to the matrix's.
+    A = _matrix((64, 64), False)
+    A[:, :8] *= 1e-200
+    B = butterfly_factorize(_memmap(A, tmp_path), working_memory=1e-3)
+    expected = butterfly_factorize(A).toarray()
+    assert_allclose(B.toarray(), expected, atol=1e-12)
+    A = _matrix((64, 64), False) * 1e250
+    A[:, :8] *= 1e50
+    expected = butterfly_factorize(A).toarray() / 1e300
+    B = butterfly_factorize(_memmap(A, tmp_path, name="b.npy"), working_memory=1e-3)
+    assert_allclose(B.toarray() / 1e300, expected, atol=1e-12)
+
+
+def test_searches_are_refused_with_the_reason(tmp_path):
+    A = _memmap(hadamard(16), tmp_path)
+    for side in ("permutation", "row_permutation"):
+        for search in ("auto", "learn"):
+            kwargs = {side: search}
+            if search == "learn":
+                kwargs = {"permutation": "learn", "row_permutation": "learn"}
+            with pytest.raises(
+                ValueError, match=rf"permutation='{search}' needs the matrix in memory"
+            ):
+                butterfly_factorize(A, **kwargs)
+        with pytest.raises(ValueError, match=rf"^{side}='auto' needs .* X is out"):
+            ButterflyFactorizer(**{side: "auto"}).fit(A)
+
+
+def test_fixed_support_solvers_refuse_out_of_core_input(tmp_path):
+    S_W = np.kron(np.eye(4), np.ones((4, 1)))
+    S_H = np.kron(np.eye(4), np.ones((1, 4)))
+    A = _matrix((16, 16), False)
+    for X in (da.from_array(A, chunks=8), SliceReader(A)):
+        with pytest.raises(
+            ValueError, match="fixed_support_factorize needs A in memory"
+        ):
+            fixed_support_factorize(X, S_W, S_H)
+        with pytest.raises(
+            ValueError, match="FixedSupportFactorizer needs X in memory"
+        ):
+            FixedSupportFactorizer(support_W=S_W, support_H=S_H).fit(X)
+    # A memory map is an ndarray: read whole, the same result.
+    W, H, *_ = fixed_support_factorize(_memmap(A, tmp_path), S_W, S_H)
+    W0, H0, *_ = fixed_support_factorize(A, S_W, S_H)
+    assert_allclose(W @ H, W0 @ H0, atol=1e-12)
