@@ -81,10 +81,9 @@ _REFINE_SWEEPS = 3
 # are not tried.
 _EXACT = 100 * np.finfo(np.float64).eps
 
-# Anchor row groups per level, and best partners kept per anchor: each
-# (anchor, partner) pair proposes one halving of the column groups.
+# Anchor row groups per level: each, with its best partner, proposes one
+# halving of the column groups.
 _ANCHORS = 3
-_KEEP = 2
 
 # Fraction of the columns (those the first split decides least) left out of
 # the first matching of a level.
@@ -95,7 +94,7 @@ _UNTRUSTED = 0.5
 _SKETCH = 32
 
 # Entries of the temporaries of the pair scores computed at once.
-_PAIR_CHUNK = 2**22
+_PAIR_CHUNK = 2**21
 
 # Rounds of mutual-nearest-neighbour matching before the greedy rest.
 _MATCH_ROUNDS = 8
@@ -210,48 +209,30 @@ def _split_halves(Y, rank, rng, tries=_SPLIT_TRIES, sweeps=_REFINE_SWEEPS):
     return best_upper, best_score, best_margin
 
 
-def _pair_costs(Z, rank, rng):
-    """Residual beyond rank ``rank`` of every pair of row groups, over column groups.
+def _pair_costs(Z, rng):
+    """Residual beyond rank one of every pair of row groups, over column groups.
 
-    ``Z`` is ``(g, c, rho, n)``: the compressed rows of ``g`` row groups on
-    ``c`` column groups, each group scaled to unit energy. Entry ``(a, b)``
-    is the energy that the best rank-``rank`` fits of the ``c`` blocks
-    ``[Z[a, k]; Z[b, k]]`` leave out (zero when the two groups merge into a
-    group of the butterfly). Column groups longer than ``_SKETCH`` are
-    sketched first. Returns ``(g, g)`` with an infinite diagonal.
+    ``Z`` is ``(g, c, 1, n)``: the compressed rows of ``g`` row groups on
+    ``c`` column groups. Entry ``(a, b)`` is the energy that the best
+    rank-one fits of the ``c`` blocks ``[Z[a, k]; Z[b, k]]`` leave out (zero
+    when the two groups merge into a group of the butterfly): the smallest
+    eigenvalue ``(p q - |x|^2) / largest`` of each 2 x 2 Gram matrix
+    ``[[p, x], [x*, q]]``. Column groups longer than ``_SKETCH`` are sketched
+    first. Returns ``(g, g)`` with an infinite diagonal.
     """
-    g, c, rho, n = Z.shape
+    g, c, _, n = Z.shape
     if n > _SKETCH:
-        S = rng.standard_normal((n, _SKETCH)) / np.sqrt(_SKETCH)
-        Z = Z @ S
-    if rho == 1 and rank == 1:
-        # Smallest eigenvalue of [[p, x], [x*, q]]: (p q - |x|^2) / largest.
-        V = np.moveaxis(Z[:, :, 0], 1, 0)  # (c, g, n)
-        cross = np.abs(V @ np.conj(np.swapaxes(V, 1, 2))) ** 2
-        p = np.sum(np.abs(V) ** 2, axis=2)
-        pa, pb = p[:, :, None], p[:, None, :]
+        Z = Z @ (rng.standard_normal((n, _SKETCH)) / np.sqrt(_SKETCH))
+    V = np.moveaxis(Z[:, :, 0], 1, 0)  # (c, g, n)
+    p = np.sum(np.abs(V) ** 2, axis=2)
+    D = np.empty((g, g))
+    step = max(1, _PAIR_CHUNK // (c * g))
+    for lo in range(0, g, step):
+        cross = np.abs(V[:, lo : lo + step] @ np.conj(np.swapaxes(V, 1, 2))) ** 2
+        pa, pb = p[:, lo : lo + step, None], p[:, None, :]
         top = (pa + pb) / 2 + np.sqrt(((pa - pb) / 2) ** 2 + cross)
         tail = np.maximum(pa * pb - cross, 0) / np.where(top > 0, top, 1)
-        D = tail.sum(axis=0)
-        np.fill_diagonal(D, np.inf)
-        return D
-    G = _gram(Z)  # (g, c, rho, rho)
-    D = np.empty((g, g))
-    step = max(1, _PAIR_CHUNK // max(1, g * c * (2 * rho) ** 2))
-    for lo in range(0, g, step):
-        za = Z[lo : lo + step]
-        cross = np.einsum("acin,bcjn->abcij", za, np.conj(Z))
-        top = np.broadcast_to(G[lo : lo + step, None], cross.shape)
-        bottom = np.broadcast_to(G[None], cross.shape)
-        full = np.concatenate(
-            [
-                np.concatenate([top, cross], axis=-1),
-                np.concatenate([np.conj(np.swapaxes(cross, -1, -2)), bottom], axis=-1),
-            ],
-            axis=-2,
-        )
-        w = np.linalg.eigvalsh(full)
-        D[lo : lo + step] = np.maximum(w[..., : 2 * rho - rank], 0).sum(axis=(-1, -2))
+        D[lo : lo + step] = tail.sum(axis=0)
     np.fill_diagonal(D, np.inf)
     return D
 
@@ -394,8 +375,10 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
     True
     """
     rng = check_random_state(random_state)
-    rank = 1
+    rank = 1  # the blocks fitted (see the module's docstring)
     N = A.shape[0]
+    if N < 2:
+        return np.arange(N, dtype=np.int64), np.arange(N, dtype=np.int64)
     L = N.bit_length() - 1
     A = np.asarray(A, dtype=np.result_type(A.dtype, np.float64))
     # Row groups of the current level (each listed in position order), column
@@ -586,7 +569,7 @@ def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
             # Trusted columns alone while they are enough for a fit.
             few = (1 - _UNTRUSTED) * upper.shape[-1] / 2 <= rank
             Xs = X if sweep or few else X * trusted[None, :, None, :]
-            D = _pair_costs(_restrict(Xs, upper), rank, rng)
+            D = _pair_costs(_restrict(Xs, upper), rng)
             first, second = _match_pairs(D)
         else:
             first = np.arange(half)

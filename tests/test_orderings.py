@@ -80,6 +80,19 @@ def test_learn_recovers_noisy_shuffled_butterflies_to_the_noise(N, complex_, see
     assert _relative_error(noisy, B) <= 1.1 * 0.01
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_learn_on_tiny_matrices(n):
+    A = np.arange(1.0, n * n + 1).reshape(n, n)
+    B = butterfly_factorize(
+        A, permutation="learn", row_permutation="learn", random_state=0
+    )
+    assert _is_permutation(B.perm, B.padded_shape[1])
+    assert _is_permutation(B.row_perm, B.padded_shape[0])
+    if n < 3:  # one dense factor: exact
+        np.testing.assert_allclose(B.toarray(), A, atol=1e-12 * np.abs(A).max())
+    assert B.toarray().shape == A.shape and np.all(np.isfinite(B.toarray()))
+
+
 def test_pair_matching_finds_planted_pairs_and_no_improving_swap():
     from skbutterfly._orderings import _match_pairs
 
