@@ -63,7 +63,7 @@ _ALTERNATIONS = 6
 # Partners of an anchor kept after one cheap try each, and the entries of
 # the candidates' blocks screened at once (bounds the temporaries).
 _SCREEN = 8
-_SCREEN_ENTRIES = 2**21
+_SCREEN_ENTRIES = 2**18
 
 # Pairs of row groups needed before the first refit of a level trusts only
 # the best-fitting half of them.
@@ -94,7 +94,7 @@ _UNTRUSTED = 0.5
 _SKETCH = 32
 
 # Entries of the temporaries of the pair scores computed at once.
-_PAIR_CHUNK = 2**21
+_PAIR_CHUNK = 2**19
 
 # Rounds of mutual-nearest-neighbour matching before the greedy rest.
 _MATCH_ROUNDS = 8
@@ -387,6 +387,7 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
     rows = np.arange(N, dtype=np.int64)[:, None]
     cols = np.arange(N, dtype=np.int64)[None, :]
     X = A[:, None, None, :]
+    exact_levels = True
     for i in range(1, L):
         half = N >> i  # rows: known partners are this many groups apart
         if learn_cols:
@@ -405,7 +406,8 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
                 best = first, second, upper, cost
             if cost <= exact:
                 break
-        first, second, upper, _ = best
+        first, second, upper, cost = best
+        exact_levels &= bool(cost <= exact)
         Z = _restrict(X, upper)
         X = _compress(np.concatenate([Z[first], Z[second]], axis=2), rank)
         rows = np.stack([rows[first], rows[second]], axis=-1).reshape(first.size, -1)
@@ -413,7 +415,10 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
     # Last level: the two row groups interleave, the column pairs stay.
     row_perm = np.stack([rows[0], rows[1]], axis=-1).ravel()
     perm = cols.ravel()
-    # Rows (then columns) that the greedy levels placed worst are reassigned.
+    # Rows (then columns) that the greedy levels placed worst are reassigned
+    # (nothing to do when every level was exact).
+    if exact_levels:
+        return row_perm, perm
     if learn_rows:
         row_perm = row_perm[_polish_rows(A[row_perm][:, perm])]
     if learn_cols:
@@ -422,6 +427,33 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
         # whose rows are the columns, grouped as rows are.
         perm = perm[rev[_polish_rows(A[row_perm[rev]][:, perm[rev]].T)][rev]]
     return row_perm, perm
+
+
+def _position_costs(X, fits, positions):
+    """Residual of the rows ``X`` off the rank-one fits of the groups of ``positions``.
+
+    ``fits`` holds, per level, the unit row direction of every (row group,
+    column group) block, ``(2**s, 2**i, 2**s)``; a row at position ``t``
+    belongs to row group ``t mod 2**s``. ``positions`` of shape
+    ``(n_rows,)`` gives each row's cost at its own position; of shape
+    ``(1, n_pos)``, every row's cost at every position, ``(n_rows, n_pos)``.
+    """
+    N = X.shape[1]
+    L = N.bit_length() - 1
+    cost = np.sum(np.abs(X) ** 2, axis=1) * len(fits)
+    if positions.ndim == 2:
+        cost = np.repeat(cost[:, None], positions.shape[1], axis=1)
+    for i, V in enumerate(fits, start=1):
+        s = L - i
+        x = X.reshape(len(X), 2**i, 2**s)
+        if positions.ndim == 1:
+            kept = np.sum(x * np.conj(V[positions % 2**s]), axis=-1)
+            cost -= np.sum(np.abs(kept) ** 2, axis=-1)
+        else:
+            groups, where = np.unique(positions[0] % 2**s, return_inverse=True)
+            kept = np.einsum("rck,uck->ruc", x, np.conj(V[groups]))
+            cost -= np.sum(np.abs(kept) ** 2, axis=-1)[:, where]
+    return cost
 
 
 def _polish_rows(M, rounds=4):
@@ -449,25 +481,10 @@ def _polish_rows(M, rounds=4):
             blocks = X.reshape(2**i, 2**s, 2**i, 2**s).transpose(1, 2, 0, 3)
             _, _, Vh = np.linalg.svd(blocks, full_matrices=False)
             fits.append(Vh[..., 0, :])  # (2**s groups, 2**i col groups, 2**s)
-        energy = np.sum(np.abs(X) ** 2, axis=1)
-
-        def costs(rows, fits=fits, X=X, energy=energy):
-            # (len(rows), N): residual of each row at each position.
-            total = np.zeros((len(rows), N))
-            for i, V in enumerate(fits, start=1):
-                s = L - i
-                x = X[rows].reshape(len(rows), 2**i, 2**s)
-                kept = np.abs(np.einsum("rck,gck->rgc", x, np.conj(V))) ** 2
-                per_group = energy[rows, None] - kept.sum(axis=-1)
-                total += per_group[:, np.arange(N) % 2**s]
-            return total
-
-        own = np.empty(N)
-        for lo in range(0, N, 256):
-            rows = np.arange(lo, min(N, lo + 256))
-            own[rows] = costs(rows)[np.arange(rows.size), rows]
+        # Each row's cost at its own position: its own group at every level.
+        own = _position_costs(X, fits, np.arange(N))
         suspects = np.sort(np.argsort(-own, kind="stable")[:k])
-        C = costs(suspects)[:, suspects]
+        C = _position_costs(X[suspects], fits, suspects[None, :])
         _, placed = linear_sum_assignment(C)
         if np.array_equal(placed, np.arange(k)):
             break
