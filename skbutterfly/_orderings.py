@@ -91,7 +91,7 @@ _UNTRUSTED = 0.5
 
 # Column groups longer than this are sketched to this many random directions
 # when scoring pairs of row groups (bounds the cost of the pair scores).
-_SKETCH = 32
+_SKETCH = 1024
 
 # Entries of the temporaries of the pair scores computed at once.
 _PAIR_CHUNK = 2**19
