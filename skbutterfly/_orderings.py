@@ -23,20 +23,27 @@ trees level by level from the matrix alone, for rank one, by least squares:
 * for a hypothesis, the row groups are paired at the least residual beyond
   rank one on the new column groups (mutual nearest neighbours, greedy
   completion, then swaps between pairs while one lowers the total; first on
-  the columns the hypothesis decides firmly), the halves are refit with all
-  the pairs at once (every balanced split of short groups is tried), and the
-  rows matched again; the hypothesis that leaves the least residual wins,
-  and an exact one ends the level.
+  the columns the hypothesis decides firmly), the halves are refit with the
+  pairs (the best-fitting half of them first; every balanced split of short
+  groups is tried), and the
+  rows matched again, until the pairs are stable; the hypothesis that
+  leaves the least residual wins, and an exact one ends the level;
+* unless every level was exact, the rows (then the columns) that fit their
+  position worst are reassigned by an optimal assignment on the costs of
+  every position, summed over the levels (early choices only see their own
+  level).
 
 Every step takes the best candidate, never a threshold, so an exact rank-one
 butterfly is recovered to rounding, a noisy one to the noise, and any other
 matrix still gets valid permutations (then factorized and measured as
-usual). The cost is ``O(N**2 log N)`` operations with a constant number of
-``N x N`` temporaries. This is the block-identification idea of Zheng, Puy,
-Riccietti, Pérez and Gribonval (arXiv:2307.00820), with least-squares fits
-and matching in place of their spectral clustering. Rank two or more is not
-identified (the first levels are then rank-deficient for any grouping): the
-rank-one criterion is used as a heuristic.
+usual). The cost is ``O(N**2 min(N, 1024))`` operations (the pair scores of
+the first levels, on up to 1024 columns; all the rest is ``O(N**2 log N)``)
+with a constant number of ``N x N`` temporaries. This is the
+block-identification idea of Zheng, Puy, Riccietti, Pérez and Gribonval
+(arXiv:2307.00820), with least-squares fits and matching in place of their
+spectral clustering. Rank two or more is not identified (at the first
+levels every grouping fits a block rank ``r`` when groups have at most ``r``
+members): the rank-one criterion is used as a heuristic.
 """
 
 # Authors: The skbutterfly developers
