@@ -67,10 +67,14 @@ from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
 # hypothesis, at most.
 _ALTERNATIONS = 6
 
-# Partners of an anchor kept after one cheap try each, and the entries of
-# the candidates' blocks screened at once (bounds the temporaries).
+# Partners of an anchor kept after one cheap try each, the entries of the
+# candidates' blocks screened at once (bounds the temporaries), and the
+# columns of a level the try looks at (spread over its column groups, at
+# least _SCREEN_GROUP_COLUMNS per group).
 _SCREEN = 8
 _SCREEN_ENTRIES = 2**18
+_SCREEN_COLUMNS = 256
+_SCREEN_GROUP_COLUMNS = 8
 
 # Pairs of row groups needed before the first refit of a level trusts only
 # the best-fitting half of them.
@@ -82,6 +86,10 @@ _EXHAUSTIVE = 8
 # Random tries of the two-subspace split, and its refinement sweeps.
 _SPLIT_TRIES = 2
 _REFINE_SWEEPS = 3
+
+# Largest difference of the signatures (of order one) of proportional rows
+# paired by the exact fast path (rounding only; its result is then checked).
+_PROPORTIONAL = 1e-8
 
 # A level whose residual is below this fraction of the energy is exact (to
 # the rounding of the eigenvalues that measure it): the remaining hypotheses
@@ -103,8 +111,10 @@ _SKETCH = 1024
 # Entries of the temporaries of the pair scores computed at once.
 _PAIR_CHUNK = 2**19
 
-# Rounds of mutual-nearest-neighbour matching before the greedy rest.
+# Rounds of mutual-nearest-neighbour matching before the greedy rest, and
+# the worst-fitting pairs whose swaps a matching sweep tries first.
 _MATCH_ROUNDS = 8
+_SWAP_ROWS = 64
 
 
 def _gram(Y):
@@ -112,15 +122,17 @@ def _gram(Y):
     return Y @ np.conj(np.swapaxes(Y, -1, -2))
 
 
-def _column_residuals(Y, mask, rank):
+def _column_residuals(Y, mask, rank, energy=None):
     """Residual of each column of ``Y`` off the rank-``rank`` fit of the masked ones.
 
     ``Y`` is ``(..., d, m)`` and ``mask`` ``(..., m)``: the fit is the span
     of the ``rank`` leading left singular vectors of ``Y[..., mask]``.
+    ``energy``, the squared norms of the columns, is computed if not given.
     """
     _, U = np.linalg.eigh(_gram(Y * mask[..., None, :]))
     U = U[..., -rank:]
-    energy = np.sum(np.abs(Y) ** 2, axis=-2)
+    if energy is None:
+        energy = np.sum(np.abs(Y) ** 2, axis=-2)
     kept = np.sum(np.abs(np.conj(np.swapaxes(U, -1, -2)) @ Y) ** 2, axis=-2)
     return np.maximum(energy - kept, 0)
 
@@ -128,7 +140,7 @@ def _column_residuals(Y, mask, rank):
 def _balanced(cost0, cost1):
     """Upper halves (``(..., m)`` booleans): the ``m / 2`` columns favouring fit 1."""
     m = cost0.shape[-1]
-    order = np.argsort(cost1 - cost0, axis=-1, kind="stable")
+    order = np.argpartition(cost1 - cost0, m // 2 - 1, axis=-1)
     upper = np.zeros(cost0.shape, dtype=bool)
     np.put_along_axis(upper, order[..., : m // 2], True, axis=-1)
     return upper
@@ -216,6 +228,32 @@ def _split_halves(Y, rank, rng, tries=_SPLIT_TRIES, sweeps=_REFINE_SWEEPS):
     return best_upper, best_score, best_margin
 
 
+def _screen_scores(Y, rank, rng):
+    """Residual of a cheap fit of two rank-``rank`` halves to each ``Y[b]``, ``(batch,)``.
+
+    ``Y`` is ``(batch, d, m)``. ``rank`` columns drawn by energy give the
+    first subspace; the second is fitted to the columns weighted by their
+    residual off the first (columns of the first half weigh nothing when
+    they lie on it exactly), and each column pays its residual off the
+    nearer subspace. The halves need not be balanced, so that a subset of
+    the columns can be scored: the score of a true pair is the noise on it.
+    """
+    batch, d, m = Y.shape
+    energy = np.sum(np.abs(Y) ** 2, axis=1)
+    total = energy.sum(axis=1, keepdims=True)
+    cdf = (np.cumsum(energy, axis=1) / np.where(total > 0, total, 1)).ravel()
+    cdf += np.repeat(np.arange(batch), m)
+    draws = rng.random((batch, rank)) + np.arange(batch)[:, None]
+    picks = np.searchsorted(cdf, draws.ravel()).reshape(batch, rank)
+    picks = np.clip(picks - m * np.arange(batch)[:, None], 0, m - 1)
+    mask = np.zeros((batch, m), dtype=bool)
+    np.put_along_axis(mask, picks, True, axis=1)
+    near = _column_residuals(Y, mask, rank, energy)
+    _, U = np.linalg.eigh(_gram(Y * np.sqrt(near)[:, None, :]))
+    kept = np.sum(np.abs(np.conj(np.swapaxes(U[..., -rank:], -1, -2)) @ Y) ** 2, axis=1)
+    return np.minimum(near, np.maximum(energy - kept, 0)).sum(axis=1)
+
+
 def _pair_costs(Z, rng):
     """Residual beyond rank one of every pair of row groups, over column groups.
 
@@ -235,11 +273,23 @@ def _pair_costs(Z, rng):
     D = np.empty((g, g))
     step = max(1, _PAIR_CHUNK // (c * g))
     for lo in range(0, g, step):
-        cross = np.abs(V[:, lo : lo + step] @ np.conj(np.swapaxes(V, 1, 2))) ** 2
-        pa, pb = p[:, lo : lo + step, None], p[:, None, :]
-        top = (pa + pb) / 2 + np.sqrt(((pa - pb) / 2) ** 2 + cross)
-        tail = np.maximum(pa * pb - cross, 0) / np.where(top > 0, top, 1)
-        D[lo : lo + step] = tail.sum(axis=0)
+        # Rows lo:hi against the groups from lo on (D is symmetric).
+        hi = min(g, lo + step)
+        cross = V[:, lo:hi] @ np.conj(np.swapaxes(V[:, lo:], 1, 2))
+        cross = cross.real**2 + cross.imag**2 if np.iscomplexobj(cross) else cross**2
+        pa, pb = p[:, lo:hi, None], p[:, None, lo:]
+        top = np.subtract(pa, pb)
+        top *= 0.5
+        top **= 2
+        top += cross
+        np.sqrt(top, out=top)
+        top += (pa + pb) / 2
+        np.maximum(top, np.finfo(float).tiny, out=top)
+        cross -= pa * pb
+        np.minimum(cross, 0, out=cross)
+        cross /= top
+        D[lo:hi, lo:] = -cross.sum(axis=0)
+        D[lo:, lo:hi] = D[lo:hi, lo:].T
     np.fill_diagonal(D, np.inf)
     return D
 
@@ -281,35 +331,52 @@ def _match_pairs(D):
                     break
     first = np.asarray(first, dtype=np.int64)
     second = np.asarray(second, dtype=np.int64)
+    # Each sweep looks at the swaps of the worst-fitting pairs and of those
+    # that gained last time first (they are few once most pairs are right),
+    # and at all pairs when those have none left: the result is a local
+    # optimum for every swap.
+    P = first.size
+    everything = False
+    active = np.zeros(0, dtype=np.intp)
     for _ in range(n):
         cost = D[first, second]
-        now = cost[:, None] + cost[None, :]
-        swaps = (
-            D[first[:, None], first[None, :]] + D[second[:, None], second[None, :]],
-            D[first[:, None], second[None, :]] + D[second[:, None], first[None, :]],
+        if everything:
+            rows = np.arange(P)
+        else:
+            rows = np.union1d(np.argsort(-cost)[:_SWAP_ROWS], active)
+        Df, Ds = D[first[rows]], D[second[rows]]
+        now = cost[rows, None] + cost[None, :]
+        # Gains of (a, b), (c, d) -> (a, c), (b, d) and -> (a, d), (b, c).
+        gains = (
+            now - Df[:, first] - Ds[:, second],
+            now - Df[:, second] - Ds[:, first],
         )
-        gains = np.stack([now - swaps[0], now - swaps[1]])
-        which = np.argmax(gains, axis=0)
-        gain = np.max(gains, axis=0)
-        np.fill_diagonal(gain, 0)
+        which = gains[1] > gains[0]
+        gain = np.maximum(*gains)
+        gain[np.arange(rows.size), rows] = 0
         gain[gain <= 1e-12 * np.maximum(now, np.finfo(float).tiny)] = 0
         # The best swap of each pair, applied greedily between disjoint pairs.
         partner = np.argmax(gain, axis=1)
-        best = gain[np.arange(gain.shape[0]), partner]
+        best = gain[np.arange(rows.size), partner]
         if not np.any(best > 0):
-            break
-        used = np.zeros(gain.shape[0], dtype=bool)
-        for p in np.argsort(-best, kind="stable"):
-            q = partner[p]
-            if best[p] <= 0:
+            if everything or rows.size == P:
+                break
+            everything = True
+            continue
+        everything = False
+        active = rows[best > 0]
+        used = np.zeros(P, dtype=bool)
+        for i in np.argsort(-best, kind="stable"):
+            p, q = rows[i], partner[i]
+            if best[i] <= 0:
                 break
             if used[p] or used[q]:
                 continue
             used[p] = used[q] = True
-            if which[p, q] == 0:
-                second[p], first[q] = first[q], second[p]
-            else:
+            if which[i, q]:
                 second[p], second[q] = second[q], second[p]
+            else:
+                second[p], first[q] = first[q], second[p]
     return first, second
 
 
@@ -338,10 +405,11 @@ def _halve(cols, upper):
 def _restrict(X, upper):
     """Compressed rows ``(g, c, rho, 2n)`` restricted to halves: ``(g, 2c, rho, n)``."""
     g, c, rho, m = X.shape
-    mask = np.broadcast_to(upper[None, :, None, :], X.shape)
-    lower = X[~mask].reshape(g, c, rho, m // 2)
-    high = X[mask].reshape(g, c, rho, m // 2)
-    return np.stack([lower, high], axis=2).reshape(g, 2 * c, rho, m // 2)
+    order = np.argsort(upper, axis=-1, kind="stable")  # lower half, then upper
+    order += m * np.arange(c)[:, None]
+    Z = np.take(np.moveaxis(X, 2, 1).reshape(g, rho, c * m), order.ravel(), axis=-1)
+    Z = Z.reshape(g, rho, c, 2, m // 2).transpose(0, 2, 3, 1, 4)
+    return Z.reshape(g, 2 * c, rho, m // 2)
 
 
 def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
@@ -402,16 +470,20 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
         else:
             upper = np.zeros(cols.shape, dtype=bool)
             upper[:, cols.shape[1] // 2 :] = True
-            hypotheses = [(upper, np.ones(cols.shape, dtype=bool))]
-        best = None
+            hypotheses = [(0, upper, np.ones(cols.shape, dtype=bool))]
+        best, sources = None, {}
         exact = _EXACT * np.sum(np.abs(X) ** 2)
-        for upper, trusted in hypotheses:
+        for source, upper, trusted in hypotheses:
             first, second, upper, cost = _merge_level(
-                X, upper, trusted, half, learn_rows, learn_cols, rank, rng
+                X, upper, trusted, half, learn_rows, learn_cols, rank, exact, rng
             )
+            key = _level_key(first, second, upper)
+            sources.setdefault(key, set()).add(source)
             if best is None or cost < best[-1]:
                 best = first, second, upper, cost
-            if cost <= exact:
+            # Done when exact, or when the best grouping so far was found
+            # from two anchors.
+            if cost <= exact or len(sources[_level_key(*best[:3])]) > 1:
                 break
         first, second, upper, cost = best
         exact_levels &= bool(cost <= exact)
@@ -504,14 +576,15 @@ def _polish_rows(M, rounds=4):
 def _split_hypotheses(X, half, learn_rows, rank, rng):
     """Candidate halvings of the column groups, from a few anchor pairs of row groups.
 
-    Yields ``(upper, trusted)``: the halves and the columns decided firmly
+    Yields ``(source, upper, trusted)``: the anchor (``-1`` for the vote),
+    the halves and the columns decided firmly
     enough to be trusted in a first matching (all of them first, then the
     trusted ones only). The row group of largest energy is paired with every
     other group (or with its known partner) and the columns split as the
     best pair is fitted (:func:`_split_halves`); then the same for the next
     ``_ANCHORS - 1`` anchors, and last their vote: each pair's column margins
     (how much more the other half costs), signs aligned group by group with
-    the first pair's, summed. Generated lazily: an exact level stops early.
+    the first pair's, summed. Generated lazily: a level stops early.
     """
     Xn = _unit_energy(X)
     energy = np.sum(np.abs(X) ** 2, axis=(1, 2, 3))
@@ -523,22 +596,26 @@ def _split_hypotheses(X, half, learn_rows, rank, rng):
         else:
             candidates = np.array([half])
 
-        def stacked(partners, anchor=anchor):
+        def stacked(partners, X=Xn, anchor=anchor):
             Y = np.concatenate(
                 [
-                    np.broadcast_to(Xn[anchor], (partners.size, *Xn.shape[1:])),
-                    Xn[partners],
+                    np.broadcast_to(X[anchor], (partners.size, *X.shape[1:])),
+                    X[partners],
                 ],
                 axis=2,
             )
             return Y.reshape((-1, *Y.shape[2:]))
 
         if candidates.size > _SCREEN:
-            # One cheap try each (chunks of a bounded size), the best refit.
-            step = max(1, _SCREEN_ENTRIES // Xn[0].size)
+            # One cheap try each on a subset of the columns (chunks of a
+            # bounded size), the best refit.
+            c, m = Xn.shape[1], Xn.shape[3]
+            some = max(_SCREEN_GROUP_COLUMNS, _SCREEN_COLUMNS // c)
+            some = Xn[..., np.sort(rng.choice(m, size=min(m, some), replace=False))]
+            step = max(1, _SCREEN_ENTRIES // some[0].size)
             scores = np.concatenate(
                 [
-                    _split_halves(stacked(chunk), rank, rng, tries=1, sweeps=1)[1]
+                    _screen_scores(stacked(chunk, some), rank, rng)
                     .reshape(chunk.size, -1)
                     .sum(axis=1)
                     for chunk in np.array_split(candidates, -(-candidates.size // step))
@@ -551,14 +628,14 @@ def _split_hypotheses(X, half, learn_rows, rank, rng):
         upper = upper.reshape(shape)[k]
         margin = margin.reshape(shape)[k]
         votes.append(margin)
-        yield upper, np.ones(upper.shape, dtype=bool)
-        yield upper, _trusted(upper, margin)
+        yield anchor, upper, np.ones(upper.shape, dtype=bool)
+        yield anchor, upper, _trusted(upper, margin)
     if len(votes) > 1:
         signs = np.sign(np.sum(votes[0] * np.asarray(votes), axis=-1, keepdims=True))
         vote = np.sum(np.where(signs == 0, 1, signs) * np.asarray(votes), axis=0)
         upper = _balanced(np.zeros_like(vote), vote)
-        yield upper, np.ones(upper.shape, dtype=bool)
-        yield upper, _trusted(upper, vote)
+        yield -1, upper, np.ones(upper.shape, dtype=bool)
+        yield -1, upper, _trusted(upper, vote)
 
 
 def _trusted(upper, margin):
@@ -576,17 +653,25 @@ def _trusted(upper, margin):
     return trusted
 
 
-def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
+def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, exact, rng):
     """Pair the row groups and refine the column halves of one level, alternately.
 
     The first matching uses the trusted columns only, the first refit of the
     halves the pairs that fit best for their energy (:func:`_refine_halves`,
     or :func:`_exhaustive_halves` for short groups); then rows are matched
     and halves refit with all the pairs until the pairs no longer change (at
-    most ``_ALTERNATIONS`` matchings).
+    most ``_ALTERNATIONS`` matchings), or until a matching leaves no more
+    than ``exact`` (the level is then solved).
     Returns ``first, second, upper`` and the residual of the merged groups
     on the new column groups (what the level costs).
     """
+    if learn_rows and rank == 1:
+        # Exact levels first, in O(N**2): partners are proportional.
+        pairs = _proportional_pairs(_restrict(X, upper), rng)
+        if pairs is not None:
+            cost = _level_cost(X, upper, *pairs, rank)
+            if cost <= exact:
+                return *pairs, upper, cost
     pairs = None
     for sweep in range(_ALTERNATIONS if learn_cols else 1):
         if learn_rows:
@@ -601,6 +686,9 @@ def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
         found = {frozenset(p) for p in zip(first.tolist(), second.tolist())}
         if (found == pairs and sweep > 1) or not learn_cols:
             break
+        cost = _level_cost(X, upper, first, second, rank)
+        if cost <= exact:
+            return first, second, upper, cost
         pairs = found
         keep = slice(None)
         if learn_rows and sweep == 0 and first.size >= _MIN_TRUSTED_PAIRS:
@@ -615,11 +703,50 @@ def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, rng):
             upper = _exhaustive_halves(Y, rank)
         else:
             upper = _refine_halves(Y, upper, rank, None if sweep else trusted)[0]
+    return first, second, upper, _level_cost(X, upper, first, second, rank)
+
+
+def _proportional_pairs(Z, rng):
+    """Pairs of row groups whose compressed rows are proportional, or ``None``.
+
+    ``Z`` is ``(g, c, 1, n)``. Each block row ``z`` gets the signature
+    ``<z, r2> conj(<z, r1>) / (|<z, r1>| |z|)`` (``r1, r2`` random), the
+    same for every nonzero multiple of ``z``: groups are sorted by their
+    signatures and paired with their neighbours, ``None`` when the
+    neighbours' signatures differ (the input is not an exact butterfly, or a
+    block is zero). The caller checks the pairs' residual.
+    """
+    g, c, _, n = Z.shape
+    r = rng.standard_normal((2, n))
+    if np.iscomplexobj(Z):
+        r = r + 1j * rng.standard_normal((2, n))
+    t = Z[:, :, 0] @ r.T  # (g, c, 2)
+    norms = np.linalg.norm(Z[:, :, 0], axis=-1) * np.abs(t[..., 0])
+    if np.any(norms == 0):
+        return None
+    sig = (t[..., 1] * np.conj(t[..., 0]) / norms).reshape(g, -1)
+    sig = np.concatenate([sig.real, sig.imag], axis=1)
+    order = np.lexsort(sig.T[::-1])
+    first, second = order[0::2], order[1::2]
+    if np.max(np.abs(sig[first] - sig[second])) > _PROPORTIONAL:
+        return None
+    return first, second
+
+
+def _level_key(first, second, upper):
+    """The grouping of a level, as bytes equal for equal partitions."""
+    pairs = np.sort(np.stack([first, second], axis=1), axis=1)
+    pairs = pairs[np.lexsort(pairs.T[::-1])]
+    halves = upper ^ upper[:, :1]  # each group's first column in the lower half
+    return pairs.tobytes() + np.packbits(halves).tobytes()
+
+
+def _level_cost(X, upper, first, second, rank):
+    """Residual beyond rank ``rank`` of the row groups merged in pairs, on the halves."""
     Z = _restrict(X, upper)
     merged = np.concatenate([Z[first], Z[second]], axis=2)
     w = np.linalg.eigvalsh(_gram(merged))
-    cost = np.maximum(w[..., : max(0, w.shape[-1] - rank)], 0).sum()
-    return first, second, upper, cost
+    return np.maximum(w[..., : max(0, w.shape[-1] - rank)], 0).sum()
 
 
 # The orderings found from the matrix: a search over candidates, a learning.

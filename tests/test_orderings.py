@@ -108,18 +108,39 @@ def test_pair_matching_finds_planted_pairs_and_no_improving_swap():
         assert sorted(np.r_[first, second]) == list(range(n))
         found = {frozenset(p) for p in zip(first.tolist(), second.tolist())}
         assert found == {frozenset(p) for p in truth.tolist()}
-    # On random costs: a perfect matching that no swap of two pairs improves.
-    for _ in range(20):
-        D = rng.random((10, 10))
+    # On random costs: a perfect matching that no swap of two pairs improves
+    # (beyond 64 pairs, the sweeps that try the worst pairs first are used).
+    for n in [10] * 20 + [300] * 2:
+        D = rng.random((n, n))
         D = D + D.T
         np.fill_diagonal(D, np.inf)
         first, second = _match_pairs(D)
-        assert sorted(np.r_[first, second]) == list(range(10))
-        for p in range(5):
-            for q in range(p + 1, 5):
-                now = D[first[p], second[p]] + D[first[q], second[q]]
-                assert now <= D[first[p], first[q]] + D[second[p], second[q]] + 1e-12
-                assert now <= D[first[p], second[q]] + D[second[p], first[q]] + 1e-12
+        assert sorted(np.r_[first, second]) == list(range(n))
+        now = D[first, second][:, None] + D[first, second][None, :]
+        swap0 = D[np.ix_(first, first)] + D[np.ix_(second, second)]
+        swap1 = D[np.ix_(first, second)] + D[np.ix_(second, first)]
+        off = ~np.eye(n // 2, dtype=bool)
+        assert np.all(now[off] <= swap0[off] + 1e-12)
+        assert np.all(now[off] <= swap1[off] + 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_proportional_pairs_finds_planted_multiples(dtype):
+    from skbutterfly._orderings import _proportional_pairs
+
+    rng = np.random.default_rng(0)
+    g, c, n = 40, 3, 16
+    base = rng.standard_normal((g // 2, c, 1, n)).astype(dtype)
+    scale = rng.standard_normal((g // 2, c, 1, 1)) + (dtype == np.complex128) * 1j
+    Z = np.concatenate([base, scale * base])
+    order = rng.permutation(g)
+    first, second = _proportional_pairs(Z[order], np.random.default_rng(1))
+    found = {frozenset(p) for p in zip(order[first].tolist(), order[second].tolist())}
+    assert found == {frozenset((k, k + g // 2)) for k in range(g // 2)}
+    # Not proportional, or a zero block: no pairs.
+    assert _proportional_pairs(rng.standard_normal(Z.shape), rng) is None
+    Z[0, 0] = 0
+    assert _proportional_pairs(Z, rng) is None
 
 
 def test_exhaustive_halves_finds_the_rank_one_split():
