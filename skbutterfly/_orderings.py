@@ -229,7 +229,7 @@ def _split_halves(Y, rank, rng, tries=_SPLIT_TRIES, sweeps=_REFINE_SWEEPS):
 
 
 def _screen_scores(Y, rank, rng):
-    """Residual of a cheap fit of two rank-``rank`` halves to each ``Y[b]``, ``(batch,)``.
+    """Residual of a cheap two-halves fit of rank ``rank`` to each ``Y[b]``.
 
     ``Y`` is ``(batch, d, m)``. ``rank`` columns drawn by energy give the
     first subspace; the second is fitted to the columns weighted by their
@@ -742,7 +742,7 @@ def _level_key(first, second, upper):
 
 
 def _level_cost(X, upper, first, second, rank):
-    """Residual beyond rank ``rank`` of the row groups merged in pairs, on the halves."""
+    """Residual beyond rank ``rank`` of the row groups merged in pairs."""
     Z = _restrict(X, upper)
     merged = np.concatenate([Z[first], Z[second]], axis=2)
     w = np.linalg.eigvalsh(_gram(merged))
