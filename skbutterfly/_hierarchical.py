@@ -299,8 +299,8 @@ default=None
           columns is recovered to rounding, a noisy one to the noise level;
           block rank two or more is not identified (the rank-one criterion
           is a heuristic there); any matrix gets valid permutations and the
-          usual factorization, never an error. Cost
-          ``O(N**2 min(N, 1024))``;
+          usual factorization, never an error. Cost ``O(N**2)`` on an
+          exact butterfly, ``O(N**2 min(N, 1024))`` otherwise;
           needs a square architecture of power-of-two size. The other side
           may be ``"learn"`` too or one fixed permutation.
     orthonormalize : bool, default=True

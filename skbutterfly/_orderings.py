@@ -20,14 +20,19 @@ trees level by level from the matrix alone, for rank one, by least squares:
   group into two equal halves of rank one (balanced two-line fits, refined
   by alternating fits and reassignment) proposes a halving; so do the next
   anchors and their vote;
-* for a hypothesis, the row groups are paired at the least residual beyond
-  rank one on the new column groups (mutual nearest neighbours, greedy
-  completion, then swaps between pairs while one lowers the total; first on
-  the columns the hypothesis decides firmly), the halves are refit with the
-  pairs (the best-fitting half of them first; every balanced split of short
-  groups is tried), and the
-  rows matched again, until the pairs are stable; the hypothesis that
-  leaves the least residual wins, and an exact one ends the level;
+* for a hypothesis, the row groups whose compressed rows are proportional
+  on the new column groups are paired first (sorted by a scale-invariant
+  signature, ``O(N**2)`` for the level): if that leaves no residual, the
+  level is solved; otherwise the row groups are paired at the least
+  residual beyond rank one on the new column groups (mutual nearest
+  neighbours, greedy completion, then swaps between pairs while one lowers
+  the total, the worst pairs tried first; first on the columns the
+  hypothesis decides firmly), the halves are refit with the pairs (the
+  best-fitting half of them first; every balanced split of short groups is
+  tried), and the rows matched again, until the pairs are stable; the
+  hypothesis that leaves the least residual wins, and the level ends at an
+  exact one or when the best grouping so far has been found from two
+  anchors;
 * unless every level was exact, the rows (then the columns) that fit their
   position worst are reassigned by an optimal assignment on the costs of
   every position, summed over the levels (early choices only see their own
@@ -36,9 +41,11 @@ trees level by level from the matrix alone, for rank one, by least squares:
 Every step takes the best candidate, never a threshold, so an exact rank-one
 butterfly is recovered to rounding, a noisy one to the noise, and any other
 matrix still gets valid permutations (then factorized and measured as
-usual). The cost is ``O(N**2 min(N, 1024))`` operations (the pair scores of
-the first levels, on up to 1024 columns; all the rest is ``O(N**2 log N)``)
-with a constant number of ``N x N`` temporaries. This is the
+usual). An exact level costs ``O(N**2)`` operations, so an exact butterfly
+costs ``O(N**2)`` in all; a level that is not exact costs
+``O(N**2 min(N, 1024))`` (the pair scores, on up to 1024 columns), and the
+final reassignment ``O(N**2 log N + (N / 8)**3)``; a constant number of
+``N x N`` temporaries. This is the
 block-identification idea of Zheng, Puy, Riccietti, Pérez and Gribonval
 (arXiv:2307.00820), with least-squares fits and matching in place of their
 spectral clustering. Rank two or more is not identified (at the first
