@@ -301,18 +301,15 @@ def _pair_costs(Z, rng):
     return D
 
 
-def _match_pairs(D, start=None):
+def _match_pairs(D):
     """Pair the rows of the cost matrix ``D`` (an even number) at low total cost.
 
     Mutual nearest neighbours first (a few rounds), then the cheapest pairs
-    left, greedily, or the pairs ``start = (first, second)`` if given; then
-    swaps between two pairs (``(a, b), (c, d)`` to ``(a, c), (b, d)`` or
-    ``(a, d), (b, c)``) while one lowers the total. Returns ``(first,
-    second)`` index arrays.
+    left, greedily; then swaps between two pairs (``(a, b), (c, d)`` to
+    ``(a, c), (b, d)`` or ``(a, d), (b, c)``) while one lowers the total.
+    Returns ``(first, second)`` index arrays.
     """
     n = D.shape[0]
-    if start is not None:
-        return _swap_pairs(D, *(np.array(side, dtype=np.int64) for side in start))
     free = np.ones(n, dtype=bool)
     first, second = [], []
     for _ in range(_MATCH_ROUNDS):
@@ -341,15 +338,6 @@ def _match_pairs(D, start=None):
                     break
     first = np.asarray(first, dtype=np.int64)
     second = np.asarray(second, dtype=np.int64)
-    return _swap_pairs(D, first, second)
-
-
-def _swap_pairs(D, first, second):
-    """Swaps between two pairs of ``(first, second)`` while one lowers ``D``'s total.
-
-    Modifies and returns ``first, second``.
-    """
-    n = D.shape[0]
     # Each sweep looks at the swaps of the worst-fitting pairs and of those
     # that gained last time first (they are few once most pairs are right),
     # and at all pairs when those have none left: the result is a local
@@ -691,16 +679,14 @@ def _merge_level(X, upper, trusted, half, learn_rows, learn_cols, rank, exact, r
             cost = _level_cost(X, upper, *pairs, rank)
             if cost <= exact:
                 return *pairs, upper, cost
-    pairs = start = None
+    pairs = None
     for sweep in range(_ALTERNATIONS if learn_cols else 1):
         if learn_rows:
             # Trusted columns alone while they are enough for a fit.
             few = (1 - _UNTRUSTED) * upper.shape[-1] / 2 <= rank
             Xs = X if sweep or few else X * trusted[None, :, None, :]
             D = _pair_costs(_restrict(Xs, upper), rng)
-            first, second = _match_pairs(D, start)
-            # From the third on, matchings start from the previous pairs.
-            start = (first, second) if sweep else None
+            first, second = _match_pairs(D)
         else:
             first = np.arange(half)
             second = first + half
