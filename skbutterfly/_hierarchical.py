@@ -283,13 +283,13 @@ default=None
         - ``"auto"`` tries the identity and the seven other standard
           permutations (``"001"`` is the bit reversal; identity only when
           the side is not a power of two): all pairs are screened by the
-          error of the first split on 32 of its blocks drawn at random (the
-          same for all pairs; a two-factor lower bound of the butterfly's
-          error), and the best 3 pairs are factorized and the most accurate
-          is kept. Cost: 3 factorizations plus 64 small block SVDs (5 to 7
-          times one factorization with known orderings at rank 8, depths 2
-          and 5 at ``N = 1024``, depth 2 at ``N = 4096``; peak memory 4 to 6
-          copies of ``A``; measured in ``benchmarks/bench_orderings.py``).
+          largest error of the ``J - 1`` splits of the chain into two
+          products (each a two-factor lower bound of the butterfly's error,
+          estimated on 32 of its blocks drawn at random, the same for all
+          pairs), and the best 3 pairs are factorized and the most accurate
+          is kept. Cost: 3 factorizations plus ``64 (J - 1)`` small batched
+          block SVDs (COSTFIGURES; peak memory 4 to 6 copies of ``A``;
+          measured in ``benchmarks/bench_orderings.py``).
         - ``"learn"`` recovers unknown orderings from the matrix alone: the
           row and column cluster trees of the classic rank-one butterfly
           are identified level by level, by least-squares rank-one fits of
@@ -480,9 +480,7 @@ def factorize_with_error(
         A = scale_pow2(A, -exponent)
     pairs = ordering_pairs(A, arch, orderings, random_state)
     if "auto" in orderings and len(pairs) > AUTO_KEEP:
-        pairs = screen_pairs(
-            A, arch.patterns, order, pairs, svd_tol, n_jobs, random_state
-        )
+        pairs = screen_pairs(A, arch.patterns, pairs, svd_tol, n_jobs, random_state)
     padded = tuple(arch.padded_shape) != A.shape
     progress = Progress("butterfly_factorize", verbose)
     progress(

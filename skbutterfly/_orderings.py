@@ -30,9 +30,8 @@ trees level by level from the matrix alone, for rank one, by least squares:
   hypothesis decides firmly), the halves are refit with the pairs (the
   best-fitting half of them first; every balanced split of short groups is
   tried), and the rows matched again, until the pairs are stable; the
-  hypothesis that leaves the least residual wins, and the level ends at an
-  exact one or when the best grouping so far has been found from two
-  anchors;
+  hypothesis that leaves the least residual wins, and an exact one ends the
+  level;
 * unless every level was exact, the rows (then the columns) that fit their
   position worst are reassigned by an optimal assignment on the costs of
   every position, summed over the levels (early choices only see their own
@@ -477,20 +476,16 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
         else:
             upper = np.zeros(cols.shape, dtype=bool)
             upper[:, cols.shape[1] // 2 :] = True
-            hypotheses = [(0, upper, np.ones(cols.shape, dtype=bool))]
-        best, sources = None, {}
+            hypotheses = [(upper, np.ones(cols.shape, dtype=bool))]
+        best = None
         exact = _EXACT * np.sum(np.abs(X) ** 2)
-        for source, upper, trusted in hypotheses:
+        for upper, trusted in hypotheses:
             first, second, upper, cost = _merge_level(
                 X, upper, trusted, half, learn_rows, learn_cols, rank, exact, rng
             )
-            key = _level_key(first, second, upper)
-            sources.setdefault(key, set()).add(source)
             if best is None or cost < best[-1]:
                 best = first, second, upper, cost
-            # Done when exact, or when the best grouping so far was found
-            # from two anchors.
-            if cost <= exact or len(sources[_level_key(*best[:3])]) > 1:
+            if cost <= exact:
                 break
         first, second, upper, cost = best
         exact_levels &= bool(cost <= exact)
@@ -583,15 +578,14 @@ def _polish_rows(M, rounds=4):
 def _split_hypotheses(X, half, learn_rows, rank, rng):
     """Candidate halvings of the column groups, from a few anchor pairs of row groups.
 
-    Yields ``(source, upper, trusted)``: the anchor (``-1`` for the vote),
-    the halves and the columns decided firmly
+    Yields ``(upper, trusted)``: the halves and the columns decided firmly
     enough to be trusted in a first matching (all of them first, then the
     trusted ones only). The row group of largest energy is paired with every
     other group (or with its known partner) and the columns split as the
     best pair is fitted (:func:`_split_halves`); then the same for the next
     ``_ANCHORS - 1`` anchors, and last their vote: each pair's column margins
     (how much more the other half costs), signs aligned group by group with
-    the first pair's, summed. Generated lazily: a level stops early.
+    the first pair's, summed. Generated lazily: an exact level stops early.
     """
     Xn = _unit_energy(X)
     energy = np.sum(np.abs(X) ** 2, axis=(1, 2, 3))
@@ -635,14 +629,14 @@ def _split_hypotheses(X, half, learn_rows, rank, rng):
         upper = upper.reshape(shape)[k]
         margin = margin.reshape(shape)[k]
         votes.append(margin)
-        yield anchor, upper, np.ones(upper.shape, dtype=bool)
-        yield anchor, upper, _trusted(upper, margin)
+        yield upper, np.ones(upper.shape, dtype=bool)
+        yield upper, _trusted(upper, margin)
     if len(votes) > 1:
         signs = np.sign(np.sum(votes[0] * np.asarray(votes), axis=-1, keepdims=True))
         vote = np.sum(np.where(signs == 0, 1, signs) * np.asarray(votes), axis=0)
         upper = _balanced(np.zeros_like(vote), vote)
-        yield -1, upper, np.ones(upper.shape, dtype=bool)
-        yield -1, upper, _trusted(upper, vote)
+        yield upper, np.ones(upper.shape, dtype=bool)
+        yield upper, _trusted(upper, vote)
 
 
 def _trusted(upper, margin):
@@ -740,14 +734,6 @@ def _proportional_pairs(Z, rng):
     return first, second
 
 
-def _level_key(first, second, upper):
-    """The grouping of a level, as bytes equal for equal partitions."""
-    pairs = np.sort(np.stack([first, second], axis=1), axis=1)
-    pairs = pairs[np.lexsort(pairs.T[::-1])]
-    halves = upper ^ upper[:, :1]  # each group's first column in the lower half
-    return pairs.tobytes() + np.packbits(halves).tobytes()
-
-
 def _level_cost(X, upper, first, second, rank):
     """Residual beyond rank ``rank`` of the row groups merged in pairs."""
     Z = _restrict(X, upper)
@@ -760,7 +746,7 @@ def _level_cost(X, upper, first, second, rank):
 SEARCHES = ("auto", "learn")
 
 # Candidate pairs of "auto" factorized in full after the screening, and the
-# number of blocks of the first split on which the screening measures them.
+# number of blocks of each split on which the screening measures them.
 AUTO_KEEP = 3
 SCREEN_BLOCKS = 32
 
@@ -811,27 +797,30 @@ def ordering_pairs(A, arch, orderings, random_state):
     return list(itertools.product(*sides))
 
 
-def screen_pairs(A, patterns, order, pairs, svd_tol, n_jobs, random_state):
-    """The ``AUTO_KEEP`` pairs with the smallest error at the first split.
+def screen_pairs(A, patterns, pairs, svd_tol, n_jobs, random_state):
+    """The ``AUTO_KEEP`` pairs with the smallest lower bound of their error.
 
-    The first split of the tree alone is a two-factor problem whose optimal
-    error is a lower bound of the error of any butterfly in that ordering;
-    it is estimated on ``SCREEN_BLOCKS`` of its blocks drawn at random (the
-    same for every pair): one small batched SVD per pair.
+    Each split of the chain alone (the product of the factors on its left
+    times the product on its right) is a two-factor problem whose optimal
+    error is a lower bound of the error of any butterfly in that ordering.
+    Each is estimated on ``SCREEN_BLOCKS`` of its blocks drawn at random (the
+    same for every pair; the residual scaled to all its blocks), and a pair
+    is scored by the largest: one small batched SVD per pair and split.
     """
-    i = order[0]
-    left = fused_range(patterns, 0, i)
-    right = fused_range(patterns, i + 1, len(patterns) - 1)
-    _, _, alpha, rank, delta, _, _ = pair_dims(left, right)
     rng = check_random_state(random_state)
-    select = np.sort(rng.permutation(delta * alpha)[:SCREEN_BLOCKS])
-    solve = partial(low_rank_blocks, rank=rank, tol=svd_tol, oversampling=0)
-    scores = []
+    scores = np.zeros(len(pairs))
     # Small batched SVDs: BLAS threads only slow them down.
     with threadpool_limits(limits=1, user_api="blas"):
-        for row_perm, perm in pairs:
-            blocks = gather_root_blocks(A, perm, row_perm, left, right, select)
-            _, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=MIN_CHUNK)
-            scores.append(np.linalg.norm(blocks) ** 2 - np.linalg.norm(R) ** 2)
+        for i in range(len(patterns) - 1):
+            left = fused_range(patterns, 0, i)
+            right = fused_range(patterns, i + 1, len(patterns) - 1)
+            _, _, alpha, rank, delta, _, _ = pair_dims(left, right)
+            select = np.sort(rng.permutation(delta * alpha)[:SCREEN_BLOCKS])
+            solve = partial(low_rank_blocks, rank=rank, tol=svd_tol, oversampling=0)
+            for k, (row_perm, perm) in enumerate(pairs):
+                blocks = gather_root_blocks(A, perm, row_perm, left, right, select)
+                _, R = map_chunks(solve, (blocks,), n_jobs, min_chunk=MIN_CHUNK)
+                residual = np.linalg.norm(blocks) ** 2 - np.linalg.norm(R) ** 2
+                scores[k] = max(scores[k], residual * (delta * alpha) / select.size)
     keep = np.argsort(scores, kind="stable")[:AUTO_KEEP]
     return [pairs[k] for k in sorted(keep)]
