@@ -10,8 +10,10 @@ format); the butterfly heuristics combine factors into such pairs.
 # SPDX-License-Identifier: BSD-3-Clause
 
 from functools import reduce
+from operator import matmul
 
 import numpy as np
+import scipy.sparse as sp
 
 from skbutterfly._formats import check_format, output_dtype, round_to_format
 from skbutterfly._ks import (
@@ -95,20 +97,46 @@ def quantize_factors(W, H, fmt, method: str = "exact", n_jobs=None):
     if method == "rtn":
         return round_to_format(W, fmt), round_to_format(H, fmt)
     dtype = output_dtype(np.result_type(W, H), fmt)
-    Wf, Hf = real_float64(W), real_float64(H)
-    Wq, Hq = np.zeros_like(Wf), np.zeros_like(Hf)
-    mask_w, mask_h = Wf.T != 0, Hf != 0
-    counts = np.stack([mask_w.sum(1), mask_h.sum(1)], axis=1)
-    for p, q in np.unique(counts, axis=0):
-        terms = np.flatnonzero((counts[:, 0] == p) & (counts[:, 1] == q))
-        rows = np.nonzero(mask_w[terms])[1].reshape(len(terms), p)
-        cols = np.nonzero(mask_h[terms])[1].reshape(len(terms), q)
-        X, Y = Wf[rows, terms[:, None]], Hf[terms[:, None], cols]
-        Xh, Yh = map_chunks(
-            lambda X, Y: quantize_terms(X, Y, fmt, method), [X, Y], n_jobs
+    Wq, Hq = _quantize_sparse_pair(
+        sp.csc_array(real_float64(W)),
+        sp.csr_array(real_float64(H)),
+        fmt,
+        method,
+        n_jobs,
+    )
+    return Wq.toarray().astype(dtype), Hq.toarray().astype(dtype)
+
+
+def _term_groups(w_ptr, h_ptr):
+    """The rank-one terms of ``W @ H`` grouped by their numbers of nonzeros.
+
+    Term ``k`` is column ``k`` of ``W`` times row ``k`` of ``H``; ``w_ptr``
+    is the ``indptr`` of ``W`` in CSC (where term ``k``'s values lie in
+    ``data``), ``h_ptr`` that of ``H`` in CSR. Yields ``(terms, iw, ih)``: the
+    terms with ``p`` and ``q`` stored values, and the positions, of shapes
+    ``(T, p)`` and ``(T, q)``, of their values in the two ``data`` arrays (so
+    that ``W.data[iw]`` and ``H.data[ih]`` are one batch of terms).
+    """
+    p, q = np.diff(w_ptr), np.diff(h_ptr)
+    for pk, qk in np.unique(np.stack([p, q], axis=1), axis=0):
+        terms = np.flatnonzero((p == pk) & (q == qk))
+        yield (
+            terms,
+            w_ptr[terms, None] + np.arange(pk),
+            h_ptr[terms, None] + np.arange(qk),
         )
-        Wq[rows, terms[:, None]], Hq[terms[:, None], cols] = Xh, Yh
-    return Wq.astype(dtype), Hq.astype(dtype)
+
+
+def _quantize_sparse_pair(Wc, Hr, fmt, method, n_jobs):
+    """Both factors of ``Wc @ Hr`` (float64 CSC and CSR) quantized term by term."""
+    Wq, Hq = Wc.copy(), Hr.copy()
+    for _, iw, ih in _term_groups(Wc.indptr, Hr.indptr):
+        Wq.data[iw], Hq.data[ih] = map_chunks(
+            lambda X, Y: quantize_terms(X, Y, fmt, method),
+            [Wc.data[iw], Hr.data[ih]],
+            n_jobs,
+        )
+    return Wq, Hq
 
 
 # ----------------------------------------------------------------------------
@@ -163,58 +191,156 @@ def _quantize_pair(K1, K2, fmt, method, n_jobs):
     return _pair_values(Xh, Yh, K1.shape, K2.shape)
 
 
-def _pairwise(factors, fmt, method, n_jobs, progress):
-    factors = [real_float64(K) for K in factors]
+class _ButterflyOps:
+    """What the heuristics do to butterfly factors (4-D values of KS factors)."""
+
+    def __init__(self, fmt, method, n_jobs):
+        self.fmt, self.method, self.n_jobs = fmt, method, n_jobs
+
+    def round(self, K):
+        return round_to_format(K, self.fmt)
+
+    def pair(self, K1, K2):
+        return _quantize_pair(K1, K2, self.fmt, self.method, self.n_jobs)
+
+    def left(self, K1, right):
+        """``K1`` quantized against the product of ``right``; ``mu`` per column.
+
+        The product is formed by :func:`~skbutterfly._ks.fuse_values`; the
+        terms (rank 1: disjoint) are the pair's (:func:`_pair_terms`).
+        """
+        rest = reduce(fuse_values, right)
+        X, Y = _pair_terms(K1, rest)
+        Xh, mu = map_chunks(
+            lambda X, Y: quantize_left_terms(X, Y, self.fmt, self.method),
+            [X, Y],
+            self.n_jobs,
+        )
+        # the scale of every column of K1's dense factor, from its terms'
+        a1, _, c1, d1 = K1.shape
+        mu_terms = np.broadcast_to(mu[:, None], X.shape)
+        mu_cols = _pair_values(mu_terms, Y, K1.shape, rest.shape)[0]
+        return _pair_values(Xh, Y, K1.shape, rest.shape)[0], mu_cols[:, 0].reshape(
+            a1 * c1 * d1
+        )
+
+    def scale_rows(self, K, mu):
+        return K * mu[ks_indices(K.shape)[0]]
+
+
+class _SparseOps:
+    """What the heuristics do to sparse factors (float64 CSR arrays).
+
+    ``budget``: the most values of the product of the remaining factors held
+    at a time by :meth:`left` (it is formed by blocks of rows).
+    """
+
+    def __init__(self, fmt, method, n_jobs, budget):
+        self.fmt, self.method, self.n_jobs = fmt, method, n_jobs
+        self.budget = budget
+
+    def round(self, S):
+        S = S.copy()
+        S.data = round_to_format(S.data, self.fmt)
+        return S
+
+    def pair(self, S1, S2):
+        W, H = _quantize_sparse_pair(S1.tocsc(), S2, self.fmt, self.method, self.n_jobs)
+        return W.tocsr(), H
+
+    def left(self, S, right):
+        """``S`` quantized against the product ``R`` of ``right``; ``mu`` per column.
+
+        Term ``j`` is column ``j`` of ``S`` times row ``j`` of ``R``; the rows
+        of ``R`` are formed by blocks of at most ``budget`` values
+        (:func:`_product_rows`).
+        """
+        Sc = S.tocsc()
+        data, mu = Sc.data.copy(), np.ones(S.shape[1])
+        for j0, R in _product_rows(right, self.budget):
+            w_ptr = Sc.indptr[j0 : j0 + R.shape[0] + 1]
+            for terms, iw, ih in _term_groups(w_ptr, R.indptr):
+                data[iw], mu[j0 + terms] = map_chunks(
+                    lambda X, Y: quantize_left_terms(X, Y, self.fmt, self.method),
+                    [Sc.data[iw], R.data[ih]],
+                    self.n_jobs,
+                )
+        return sp.csc_array((data, Sc.indices, Sc.indptr), shape=S.shape).tocsr(), mu
+
+    def scale_rows(self, S, mu):
+        S = S.copy()
+        S.data *= np.repeat(mu, np.diff(S.indptr))
+        return S
+
+
+def _product_rows(factors, budget):
+    """Blocks of rows of the product of sparse ``factors``, as CSR.
+
+    Yields ``(j0, R)``, ``R`` the rows from ``j0`` on: as many as keep every
+    product formed, left to right, within ``budget`` values (one row at
+    least).
+    """
+    step = max(1, budget // max(F.shape[1] for F in factors))
+    for j0 in range(0, factors[0].shape[0], step):
+        yield j0, sp.csr_array(reduce(matmul, factors[1:], factors[0][j0 : j0 + step]))
+
+
+# The heuristics, on the factors through ``ops`` (_ButterflyOps or _SparseOps)
+
+
+def _pairwise(factors, ops, progress):
     out = []
     for i in range(0, len(factors) - 1, 2):
-        out.extend(_quantize_pair(factors[i], factors[i + 1], fmt, method, n_jobs))
+        out.extend(ops.pair(factors[i], factors[i + 1]))
         progress(f"pair (F_{i + 1}, F_{i + 2}) of {len(factors)} factors quantized")
     if len(factors) % 2:
-        out.append(round_to_format(factors[-1], fmt))
+        out.append(ops.round(factors[-1]))
         progress(f"F_{len(factors)} rounded to nearest")
     return out
 
 
-def _left_to_right(factors, fmt, method, n_jobs, progress):
-    factors = [real_float64(K) for K in factors]
+def _left_to_right(factors, ops, progress):
+    factors = list(factors)
     if len(factors) == 1:
-        return [round_to_format(factors[0], fmt)]
+        return [ops.round(factors[0])]
     out = []
     for k in range(len(factors) - 2):
-        K1 = factors[k]
-        rest = reduce(fuse_values, factors[k + 1 :])
-        X, Y = _pair_terms(K1, rest)
-        Xh, mu = map_chunks(
-            lambda X, Y: quantize_left_terms(X, Y, fmt, method),
-            [X, Y],
-            n_jobs,
-        )
-        out.append(_pair_values(Xh, Y, K1.shape, rest.shape)[0])
-        # mu scales column j of K1's factor, i.e. row j of the next factor
-        a1, _, c1, d1 = K1.shape
-        mu_terms = np.broadcast_to(mu[:, None], X.shape)
-        mu_cols = _pair_values(mu_terms, Y, K1.shape, rest.shape)[0]
-        mu_cols = mu_cols[:, 0].reshape(a1 * c1 * d1)
-        nxt = factors[k + 1]
-        factors[k + 1] = nxt * mu_cols[ks_indices(nxt.shape)[0]]
+        Kh, mu = ops.left(factors[k], factors[k + 1 :])
+        out.append(Kh)
+        # mu scales column j of F_k, i.e. row j of the next factor
+        factors[k + 1] = ops.scale_rows(factors[k + 1], mu)
         progress(f"F_{k + 1} of {len(factors)} factors quantized")
-    out.extend(_quantize_pair(factors[-2], factors[-1], fmt, method, n_jobs))
+    out.extend(ops.pair(factors[-2], factors[-1]))
     n = len(factors)
     progress(f"pair (F_{n - 1}, F_{n}) of {n} factors quantized")
     return out
 
 
-def _round_each(factors, fmt, method, n_jobs, progress):
-    return [round_to_format(K, fmt) for K in factors]
+def _round_each(factors, ops, progress):
+    return [ops.round(K) for K in factors]
 
 
-# Name -> function(factors, fmt, method, n_jobs, progress) of the butterfly
-# heuristics.
+# Name -> function(factors, ops, progress) of the heuristics.
 HEURISTICS = {
     "pairwise": _pairwise,
     "left-to-right": _left_to_right,
     "rtn": _round_each,
 }
+
+
+def _check_heuristic(heuristic):
+    if heuristic not in HEURISTICS:
+        raise ValueError(
+            f"heuristic must be one of {tuple(HEURISTICS)}, got {heuristic!r}."
+        )
+
+
+def _combine(factors, heuristic, method, ops, progress):
+    """The factors quantized by ``heuristic`` (validated by the caller)."""
+    # "rtn" as the rank-one method means round-to-nearest everywhere.
+    if heuristic == "rtn" or method == "rtn":
+        return _round_each(factors, ops, progress)
+    return HEURISTICS[heuristic]([real_float64(F) for F in factors], ops, progress)
 
 
 def quantize_butterfly(
@@ -305,15 +431,11 @@ def quantize_butterfly(
         raise TypeError(f"B must be a ButterflyMatrix, got {type(B).__name__}.")
     fmt = check_format(fmt)
     check_method(method, fmt)
-    if heuristic not in HEURISTICS:
-        raise ValueError(
-            f"heuristic must be one of {tuple(HEURISTICS)}, got {heuristic!r}."
-        )
+    _check_heuristic(heuristic)
     dtype = output_dtype(B.dtype, fmt)
-    # "rtn" as the rank-one method means round-to-nearest everywhere.
-    combine = HEURISTICS["rtn" if method == "rtn" else heuristic]
     progress = Progress("quantize_butterfly", verbose)
-    factors = combine(list(B.factors), fmt, method, n_jobs, progress)
+    ops = _ButterflyOps(fmt, method, n_jobs)
+    factors = _combine(list(B.factors), heuristic, method, ops, progress)
     return ButterflyMatrix(
         [K.astype(dtype) for K in factors],
         perm=B.perm,
@@ -321,3 +443,66 @@ def quantize_butterfly(
         row_perm=B.row_perm,
         format=fmt,
     )
+
+
+def quantize_sparse_factors(
+    factors, fmt, heuristic="pairwise", method="exact", n_jobs=None, verbose=0
+):
+    """Quantize the factors of a product :math:`S_1 \\cdots S_J` of sparse factors.
+
+    The heuristics of :func:`quantize_butterfly`, on general supports
+    (Gribonval et al., hal-04125381); supports are kept (a value may become
+    zero, none appears):
+
+    * ``"pairwise"``: the pairs :math:`(S_1, S_2), (S_3, S_4), \\dots` by
+      :func:`quantize_factors`, an odd last factor rounded to nearest.
+    * ``"left-to-right"``: :math:`S_k` is quantized against the product
+      :math:`R = S_{k+1} \\cdots S_J` of the remaining factors: column
+      :math:`j` of :math:`S_k` alone, with its scale :math:`\\mu_j` and row
+      :math:`j` of :math:`R` kept exact, the best :math:`\\hat x` of
+      :math:`\\min_\\mu \\|x r_j^T - \\mu \\hat x r_j^T\\|_F`, i.e. the
+      maximum of :math:`(x^T\\hat x)^2 / \\|\\hat x\\|^2` (exact in every
+      format with ``method="exact"``); :math:`\\mu_j` is folded into row
+      :math:`j` of :math:`S_{k+1}`, and the last pair is quantized as by
+      :func:`quantize_factors`. For a butterfly the rank-one terms
+      :math:`x r_j^T` have disjoint supports and each step is optimal for
+      its factor; for general supports they overlap, the step's error
+      :math:`\\|(S_k - \\hat S_k M) R\\|_F^2` is not the sum of the terms'
+      (it is when the rows of :math:`R` are orthogonal, as for Hadamard-like
+      products), and the result is a heuristic, which can be worse than
+      round-to-nearest. Memory: the rows of :math:`R` are formed, sparse, by
+      blocks of at most :math:`mn` values (one :math:`m \\times n`
+      matrix's worth, where :math:`S_1 \\cdots S_J` is :math:`m \\times n`;
+      one row at least), the terms gathered from them as much again; time
+      about :math:`J` sparse products of the remaining factors plus the
+      rank-one terms' (:func:`quantize_rank_one`: linear in the length of
+      :math:`r_j`).
+    * ``"rtn"``: every value rounded to nearest.
+
+    Parameters
+    ----------
+    factors : sequence of scipy.sparse.csr_array
+        The chainable factors, left to right (real unless ``"rtn"``).
+    fmt : FloatFormat, int or str
+        Target format, as in :func:`quantize_butterfly`.
+    heuristic, method, n_jobs, verbose
+        As in :func:`quantize_butterfly`.
+
+    Returns
+    -------
+    list of scipy.sparse.csr_array
+        Every stored value exactly representable in ``fmt``.
+    """
+    fmt = check_format(fmt)
+    check_method(method, fmt)
+    _check_heuristic(heuristic)
+    dtype = output_dtype(np.result_type(*(F.dtype for F in factors)), fmt)
+    mats = []
+    for F in factors:
+        F = sp.csr_array(F, copy=True)
+        F.sum_duplicates()
+        mats.append(F)
+    budget = mats[0].shape[0] * mats[-1].shape[1]
+    ops = _SparseOps(fmt, method, n_jobs, budget)
+    progress = Progress("quantize", verbose)
+    return [F.astype(dtype) for F in _combine(mats, heuristic, method, ops, progress)]

@@ -14,10 +14,9 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from skbutterfly._base import OperatorFactorizer
-from skbutterfly._formats import round_to_format
 from skbutterfly._progress import Progress
 from skbutterfly._projections import CONSTRAINT_NAMES
-from skbutterfly._quantize import quantize_factors
+from skbutterfly._quantize import quantize_sparse_factors
 from skbutterfly._sparse_factorize import STRATEGIES, sparse_factorize
 from skbutterfly._sparse_product import SparseProduct
 from skbutterfly._validation import validate_estimator_input
@@ -27,30 +26,6 @@ POOR_FIT_HINT = (
     "try more nonzeros (k), more or fewer factors (n_factors), or the truncated "
     "SVD for a nearly low-rank matrix; see 'Choosing a model' in the user guide."
 )
-
-
-def _quantized_product(P, fmt, method, heuristic, n_jobs):
-    """The factors of ``P`` quantized to ``fmt``, supports kept.
-
-    ``"pairwise"`` quantizes ``(S_1, S_2), (S_3, S_4), ...`` with
-    :func:`quantize_factors` (optimal for a pair whose rank-one supports are
-    disjoint, a heuristic otherwise) and an odd last factor by rounding;
-    ``"rtn"`` (as ``heuristic`` or ``method``) rounds every value.
-    """
-    if heuristic == "left-to-right":
-        raise ValueError(
-            "heuristic='left-to-right' is not available for a SparseProduct; "
-            "use 'pairwise' or 'rtn'."
-        )
-    factors = [F.toarray() for F in P.factors]
-    if heuristic == "rtn" or method == "rtn":
-        return SparseProduct([round_to_format(F, fmt) for F in factors])
-    out = []
-    for i in range(0, len(factors) - 1, 2):
-        out.extend(quantize_factors(factors[i], factors[i + 1], fmt, method, n_jobs))
-    if len(factors) % 2:
-        out.append(round_to_format(factors[-1], fmt))
-    return SparseProduct(out)
 
 
 class SparseFactorizer(OperatorFactorizer):
@@ -234,8 +209,10 @@ default="rowcol"
 
     def _quantized_copy(self, X, fmt, method, heuristic, n_jobs, verbose=0):
         quantized = copy.copy(self)
-        quantized.product_ = _quantized_product(
-            self.product_, fmt, method, heuristic, n_jobs
+        quantized.product_ = SparseProduct(
+            quantize_sparse_factors(
+                self.product_.factors, fmt, heuristic, method, n_jobs, verbose
+            )
         )
         quantized._set_errors(X, quantized._error(X))
         return quantized
