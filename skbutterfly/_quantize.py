@@ -10,7 +10,6 @@ format); the butterfly heuristics combine factors into such pairs.
 # SPDX-License-Identifier: BSD-3-Clause
 
 from functools import reduce
-from operator import matmul
 
 import numpy as np
 import scipy.sparse as sp
@@ -229,15 +228,10 @@ class _ButterflyOps:
 
 
 class _SparseOps:
-    """What the heuristics do to sparse factors (float64 CSR arrays).
+    """What the heuristics do to sparse factors (float64 CSR arrays)."""
 
-    ``budget``: the most values of the product of the remaining factors held
-    at a time by :meth:`left` (it is formed by blocks of rows).
-    """
-
-    def __init__(self, fmt, method, n_jobs, budget):
+    def __init__(self, fmt, method, n_jobs):
         self.fmt, self.method, self.n_jobs = fmt, method, n_jobs
-        self.budget = budget
 
     def round(self, S):
         S = S.copy()
@@ -249,40 +243,31 @@ class _SparseOps:
         return W.tocsr(), H
 
     def left(self, S, right):
-        """``S`` quantized against the product ``R`` of ``right``; ``mu`` per column.
+        """``S`` quantized column by column, ``mu`` per column.
 
-        Term ``j`` is column ``j`` of ``S`` times row ``j`` of ``R``; the rows
-        of ``R`` are formed by blocks of at most ``budget`` values
-        (:func:`_product_rows`).
+        Term ``j`` is column ``x`` of ``S`` times row ``r`` of the product
+        ``R`` of ``right``, ``r`` carried exactly: :math:`\\min_\\mu \\|x r^T
+        - \\mu\\hat x r^T\\|_F = \\|r\\| \\min_\\mu \\|x - \\mu\\hat x\\|`, whose
+        best :math:`\\hat x` does not depend on ``r`` (when ``r`` is not
+        zero): ``R`` is not formed, each term carries a unit ``y``.
         """
         Sc = S.tocsc()
         data, mu = Sc.data.copy(), np.ones(S.shape[1])
-        for j0, R in _product_rows(right, self.budget):
-            w_ptr = Sc.indptr[j0 : j0 + R.shape[0] + 1]
-            for terms, iw, ih in _term_groups(w_ptr, R.indptr):
-                data[iw], mu[j0 + terms] = map_chunks(
-                    lambda X, Y: quantize_left_terms(X, Y, self.fmt, self.method),
-                    [Sc.data[iw], R.data[ih]],
-                    self.n_jobs,
-                )
+        unit = np.arange(S.shape[1] + 1)  # indptr of one value per row
+        for terms, iw, _ in _term_groups(Sc.indptr, unit):
+            data[iw], mu[terms] = map_chunks(
+                lambda X: quantize_left_terms(
+                    X, np.ones((len(X), 1)), self.fmt, self.method
+                ),
+                [Sc.data[iw]],
+                self.n_jobs,
+            )
         return sp.csc_array((data, Sc.indices, Sc.indptr), shape=S.shape).tocsr(), mu
 
     def scale_rows(self, S, mu):
         S = S.copy()
         S.data *= np.repeat(mu, np.diff(S.indptr))
         return S
-
-
-def _product_rows(factors, budget):
-    """Blocks of rows of the product of sparse ``factors``, as CSR.
-
-    Yields ``(j0, R)``, ``R`` the rows from ``j0`` on: as many as keep every
-    product formed, left to right, within ``budget`` values (one row at
-    least).
-    """
-    step = max(1, budget // max(F.shape[1] for F in factors))
-    for j0 in range(0, factors[0].shape[0], step):
-        yield j0, sp.csr_array(reduce(matmul, factors[1:], factors[0][j0 : j0 + step]))
 
 
 # The heuristics, on the factors through ``ops`` (_ButterflyOps or _SparseOps)
@@ -457,26 +442,26 @@ def quantize_sparse_factors(
     * ``"pairwise"``: the pairs :math:`(S_1, S_2), (S_3, S_4), \\dots` by
       :func:`quantize_factors`, an odd last factor rounded to nearest.
     * ``"left-to-right"``: :math:`S_k` is quantized against the product
-      :math:`R = S_{k+1} \\cdots S_J` of the remaining factors: column
-      :math:`j` of :math:`S_k` alone, with its scale :math:`\\mu_j` and row
-      :math:`j` of :math:`R` kept exact, the best :math:`\\hat x` of
-      :math:`\\min_\\mu \\|x r_j^T - \\mu \\hat x r_j^T\\|_F`, i.e. the
-      maximum of :math:`(x^T\\hat x)^2 / \\|\\hat x\\|^2` (exact in every
+      :math:`R = S_{k+1} \\cdots S_J` of the remaining factors, column by
+      column: column :math:`x` of :math:`S_k` alone, with its scale
+      :math:`\\mu_j` and row :math:`r_j` of :math:`R` kept exact, gets the
+      best :math:`\\hat x` of :math:`\\min_\\mu \\|x r_j^T - \\mu \\hat x
+      r_j^T\\|_F = \\|r_j\\| \\min_\\mu \\|x - \\mu \\hat x\\|`, i.e. the
+      maximum of :math:`(x^T\\hat x)^2 / \\|\\hat x\\|^2` (optimal in every
       format with ``method="exact"``); :math:`\\mu_j` is folded into row
       :math:`j` of :math:`S_{k+1}`, and the last pair is quantized as by
-      :func:`quantize_factors`. For a butterfly the rank-one terms
-      :math:`x r_j^T` have disjoint supports and each step is optimal for
-      its factor; for general supports they overlap, the step's error
-      :math:`\\|(S_k - \\hat S_k M) R\\|_F^2` is not the sum of the terms'
-      (it is when the rows of :math:`R` are orthogonal, as for Hadamard-like
-      products), and the result is a heuristic, which can be worse than
-      round-to-nearest. Memory: the rows of :math:`R` are formed, sparse, by
-      blocks of at most :math:`mn` values (one :math:`m \\times n`
-      matrix's worth, where :math:`S_1 \\cdots S_J` is :math:`m \\times n`;
-      one row at least), the terms gathered from them as much again; time
-      about :math:`J` sparse products of the remaining factors plus the
-      rank-one terms' (:func:`quantize_rank_one`: linear in the length of
-      :math:`r_j`).
+      :func:`quantize_factors`. That best :math:`\\hat x` does not depend on
+      :math:`r_j` (when it is not zero), so :math:`R` is never formed: time
+      and memory are linear in the number of stored values (times
+      :math:`2^t` for the exact method). The step's error is
+      :math:`\\|\\sum_j (x_j - \\mu_j \\hat x_j) r_j^T\\|_F^2`; it is the sum
+      of the terms' when their supports are disjoint (a butterfly) or the
+      rows of :math:`R` are orthogonal (Hadamard-like products), and each step
+      is then optimal for its factor. For general supports the terms overlap,
+      so the result is a heuristic: measured better than round-to-nearest on
+      random :math:`32 \\times 32` products with 2 to 8 nonzeros per row and
+      column (0.2 to 0.95 times its error, 480 draws), worse on about 7 % of
+      random :math:`3 \\times 3` products (70 % nonzeros) at :math:`t = 3`.
     * ``"rtn"``: every value rounded to nearest.
 
     Parameters
@@ -502,7 +487,6 @@ def quantize_sparse_factors(
         F = sp.csr_array(F, copy=True)
         F.sum_duplicates()
         mats.append(F)
-    budget = mats[0].shape[0] * mats[-1].shape[1]
-    ops = _SparseOps(fmt, method, n_jobs, budget)
+    ops = _SparseOps(fmt, method, n_jobs)
     progress = Progress("quantize", verbose)
     return [F.astype(dtype) for F in _combine(mats, heuristic, method, ops, progress)]

@@ -25,11 +25,7 @@ from skbutterfly._exhaustive import (
 )
 from skbutterfly._formats import check_format, output_dtype
 from skbutterfly._ks import fuse_values, ks_to_dense
-from skbutterfly._quantize import (
-    _left_to_right,
-    _SparseOps,
-    quantize_sparse_factors,
-)
+from skbutterfly._quantize import _SparseOps, quantize_sparse_factors
 from skbutterfly._quantize_rank_one import (
     ComplexQuantizationError,
     quantize_left_terms,
@@ -591,7 +587,7 @@ def test_sparse_left_to_right_on_scaled_hadamard(fmt):
         assert err["left-to-right"] < 0.5 * err["rtn"], (seed, err)
         # The first step is exact: its columns are scaled sign patterns and
         # the rows of the remaining product are orthogonal.
-        ops = _SparseOps(fmt, "exact", None, budget=256)
+        ops = _SparseOps(fmt, "exact", None)
         S1, mu = ops.left(factors[0], factors[1:])
         step = (factors[0].toarray() - S1.toarray() * mu) @ _dense_product(factors[1:])
         assert np.linalg.norm(step) < 1e-13
@@ -650,18 +646,9 @@ def test_sparse_values_are_representable_and_supports_kept(heuristic, fmt):
     assert Q[0].dtype == output_dtype(np.float32, check_format(fmt))
 
 
-def test_sparse_left_to_right_rows_in_blocks_and_bad_names():
-    # blocks of rows of the remaining product (a budget of one row at a time)
-    # give the same factors as the whole product at once
-    rng = np.random.default_rng(3)
-    factors = [_sparse_factor(16, 3, rng) for _ in range(3)]
-    fmt = check_format(4)
-    whole = quantize_sparse_factors(factors, fmt, "left-to-right")
-    ops = _SparseOps(fmt, "exact", None, budget=1)
-    blocks = _left_to_right(factors, ops, lambda message: None)
-    for F, G in zip(whole, blocks):
-        np.testing.assert_array_equal(F.toarray(), G.toarray())
+def test_sparse_heuristic_and_method_names():
+    factors = [_sparse_factor(8, 2, np.random.default_rng(3)) for _ in range(3)]
     with pytest.raises(ValueError, match="heuristic must be one of"):
-        quantize_sparse_factors(factors, fmt, "greedy")
+        quantize_sparse_factors(factors, 4, "greedy")
     with pytest.raises(ValueError, match="method must be one of"):
-        quantize_sparse_factors(factors, fmt, method="best")
+        quantize_sparse_factors(factors, 4, method="best")

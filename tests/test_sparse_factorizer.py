@@ -11,6 +11,7 @@ from skbutterfly import (
     round_to_format,
     sparse_factorize,
 )
+from skbutterfly._quantize import quantize_sparse_factors
 from skbutterfly.datasets import hadamard
 from skbutterfly.model_selection import WholeMatrixSplit, all_scorers, cheapest_within
 
@@ -123,9 +124,27 @@ def test_quantized_sparse_factors_against_round_to_nearest(heuristic):
     assert est.score(X) == pytest.approx(-est.relative_error_)
 
 
-def test_left_to_right_quantization_is_refused():
-    with pytest.raises(ValueError, match="left-to-right"):
-        QuantizedButterfly(
-            SparseFactorizer(n_factors=3, constraint="rowcol_and"),
-            heuristic="left-to-right",
-        ).fit(hadamard(8))
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("fmt", [4, "float8_e4m3"])
+def test_left_to_right_quantization_of_the_fitted_product(fmt):
+    X = np.random.default_rng(4).standard_normal((16, 16))
+    inner = SparseFactorizer(n_factors=3, k=3, max_iter=20)
+    errors, products = {}, {}
+    for heuristic in ("rtn", "pairwise", "left-to-right"):
+        est = QuantizedButterfly(inner, precision=fmt, heuristic=heuristic).fit(X)
+        errors[heuristic] = est.relative_error_
+        products[heuristic] = est.quantized_.product_
+    fitted = est.estimator_.product_
+    # the estimator quantizes its product as the function does
+    direct = quantize_sparse_factors(fitted.factors, fmt, "left-to-right")
+    for F, G, Q in zip(fitted.factors, direct, products["left-to-right"].factors):
+        np.testing.assert_array_equal(G.toarray(), Q.toarray())
+        assert Q.shape == F.shape and not Q.toarray()[F.toarray() == 0].any()
+        np.testing.assert_array_equal(round_to_format(Q.data, fmt), Q.data)
+    quantized = products["left-to-right"].toarray()
+    assert errors["left-to-right"] == pytest.approx(
+        np.linalg.norm(X - quantized) / np.linalg.norm(X)
+    )
+    assert errors["left-to-right"] < errors["rtn"]
+    with pytest.raises(ValueError, match="heuristic"):
+        QuantizedButterfly(inner, heuristic="greedy").fit(X)
