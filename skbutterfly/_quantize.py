@@ -9,15 +9,12 @@ format); the butterfly heuristics combine factors into such pairs.
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-from functools import reduce
-
 import numpy as np
 import scipy.sparse as sp
 
 from skbutterfly._formats import check_format, output_dtype, round_to_format
 from skbutterfly._ks import (
     class_blocks,
-    fuse_values,
     ks_indices,
     merge_blocks,
     pair_dims,
@@ -190,6 +187,23 @@ def _quantize_pair(K1, K2, fmt, method, n_jobs):
     return _pair_values(Xh, Yh, K1.shape, K2.shape)
 
 
+def _quantize_columns(X, fmt, method, n_jobs):
+    """The left step: the rows ``X[j]`` (columns of a factor) quantized alone.
+
+    Column :math:`x` of :math:`F_k` times row :math:`r` of the product of
+    the remaining factors, :math:`r` carried exactly: :math:`\\min_\\mu
+    \\|x r^T - \\mu\\hat x r^T\\|_F = \\|r\\| \\min_\\mu \\|x - \\mu\\hat
+    x\\|`, whose best :math:`\\hat x` does not depend on :math:`r` (when it
+    is not zero): the product is not formed, each term carries a unit
+    :math:`y` (:func:`quantize_left_terms`). Returns ``(Xh, mu)``.
+    """
+    return map_chunks(
+        lambda X: quantize_left_terms(X, np.ones((len(X), 1)), fmt, method),
+        [X],
+        n_jobs,
+    )
+
+
 class _ButterflyOps:
     """What the heuristics do to butterfly factors (4-D values of KS factors)."""
 
@@ -202,26 +216,13 @@ class _ButterflyOps:
     def pair(self, K1, K2):
         return _quantize_pair(K1, K2, self.fmt, self.method, self.n_jobs)
 
-    def left(self, K1, right):
-        """``K1`` quantized against the product of ``right``; ``mu`` per column.
-
-        The product is formed by :func:`~skbutterfly._ks.fuse_values`; the
-        terms (rank 1: disjoint) are the pair's (:func:`_pair_terms`).
-        """
-        rest = reduce(fuse_values, right)
-        X, Y = _pair_terms(K1, rest)
-        Xh, mu = map_chunks(
-            lambda X, Y: quantize_left_terms(X, Y, self.fmt, self.method),
-            [X, Y],
-            self.n_jobs,
-        )
-        # the scale of every column of K1's dense factor, from its terms'
-        a1, _, c1, d1 = K1.shape
-        mu_terms = np.broadcast_to(mu[:, None], X.shape)
-        mu_cols = _pair_values(mu_terms, Y, K1.shape, rest.shape)[0]
-        return _pair_values(Xh, Y, K1.shape, rest.shape)[0], mu_cols[:, 0].reshape(
-            a1 * c1 * d1
-        )
+    def left(self, K1):
+        """``K1`` quantized column by column (:func:`_quantize_columns`)."""
+        a, b, c, d = K1.shape
+        # column (i, k, l) of the dense factor: its b values K1[i, :, k, l]
+        X = K1.transpose(0, 2, 3, 1).reshape(-1, b)
+        Xh, mu = _quantize_columns(X, self.fmt, self.method, self.n_jobs)
+        return Xh.reshape(a, c, d, b).transpose(0, 3, 1, 2), mu
 
     def scale_rows(self, K, mu):
         return K * mu[ks_indices(K.shape)[0]]
@@ -242,25 +243,14 @@ class _SparseOps:
         W, H = _quantize_sparse_pair(S1.tocsc(), S2, self.fmt, self.method, self.n_jobs)
         return W.tocsr(), H
 
-    def left(self, S, right):
-        """``S`` quantized column by column, ``mu`` per column.
-
-        Term ``j`` is column ``x`` of ``S`` times row ``r`` of the product
-        ``R`` of ``right``, ``r`` carried exactly: :math:`\\min_\\mu \\|x r^T
-        - \\mu\\hat x r^T\\|_F = \\|r\\| \\min_\\mu \\|x - \\mu\\hat x\\|`, whose
-        best :math:`\\hat x` does not depend on ``r`` (when ``r`` is not
-        zero): ``R`` is not formed, each term carries a unit ``y``.
-        """
+    def left(self, S):
+        """``S`` quantized column by column (:func:`_quantize_columns`)."""
         Sc = S.tocsc()
         data, mu = Sc.data.copy(), np.ones(S.shape[1])
-        unit = np.arange(S.shape[1] + 1)  # indptr of one value per row
+        unit = np.arange(S.shape[1] + 1)  # a CSR indptr of one value per row
         for terms, iw, _ in _term_groups(Sc.indptr, unit):
-            data[iw], mu[terms] = map_chunks(
-                lambda X: quantize_left_terms(
-                    X, np.ones((len(X), 1)), self.fmt, self.method
-                ),
-                [Sc.data[iw]],
-                self.n_jobs,
+            data[iw], mu[terms] = _quantize_columns(
+                Sc.data[iw], self.fmt, self.method, self.n_jobs
             )
         return sp.csc_array((data, Sc.indices, Sc.indptr), shape=S.shape).tocsr(), mu
 
@@ -290,7 +280,7 @@ def _left_to_right(factors, ops, progress):
         return [ops.round(factors[0])]
     out = []
     for k in range(len(factors) - 2):
-        Kh, mu = ops.left(factors[k], factors[k + 1 :])
+        Kh, mu = ops.left(factors[k])
         out.append(Kh)
         # mu scales column j of F_k, i.e. row j of the next factor
         factors[k + 1] = ops.scale_rows(factors[k + 1], mu)
@@ -357,11 +347,12 @@ def quantize_butterfly(
       :math:`(x^T\\hat x)^2 / \\|\\hat x\\|^2`, the right side being carried
       exactly), its optimal scalings :math:`\\mu` are absorbed by the rows of
       :math:`F_2`, and so on; the last two factors are quantized as a pair.
-      The products of the remaining factors are formed with
-      :func:`~skbutterfly._ks.fuse_values`, which densifies them: for
-      the classic butterfly of size :math:`N` the first one has
-      :math:`N^2/2` stored values and the rank-one terms have length
-      :math:`N/2`, so time and memory grow like :math:`N^2 2^t`.
+      With the right side carried, a term's best :math:`\\hat x` does not
+      depend on it (the error is :math:`\\|r\\| \\min_\\mu \\|x - \\mu
+      \\hat x\\|` for the column :math:`x` of :math:`F_1` and the row
+      :math:`r` of the product), so the product is never formed: time and
+      memory are linear in the number of stored values, as for
+      ``"pairwise"``.
     * ``"rtn"``: every factor rounded to nearest (the baseline).
 
     For block rank ``r > 1`` the ``r`` terms of a class overlap: each is

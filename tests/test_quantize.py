@@ -588,7 +588,7 @@ def test_sparse_left_to_right_on_scaled_hadamard(fmt):
         # The first step is exact: its columns are scaled sign patterns and
         # the rows of the remaining product are orthogonal.
         ops = _SparseOps(fmt, "exact", None)
-        S1, mu = ops.left(factors[0], factors[1:])
+        S1, mu = ops.left(factors[0])
         step = (factors[0].toarray() - S1.toarray() * mu) @ _dense_product(factors[1:])
         assert np.linalg.norm(step) < 1e-13
 
