@@ -13,16 +13,17 @@ Then, for random classic butterflies (N(0, 1) values) of size N = 256 and
 1024 and t = 3..12 significand bits: the relative error
 ||B - B_q||_F / ||B||_F of RTN, pairwise and left-to-right; the significand
 bits saved at equal error (t interpolated log-linearly); the time to quantize
-a classic butterfly of size 4096 at t = 8; and the comparison with
-lazylinop's ``qbutterfly`` (float16) when lazylinop is installed.
+a classic butterfly of size 4096 at t = 8; the three heuristics on products
+of general sparse factors (``SparseProduct``: random factors and the learned
+factors of the Hadamard matrix); and the comparison with lazylinop's
+``qbutterfly`` (float16) when lazylinop is installed.
 
 Run::
 
     python benchmarks/bench_quantization.py            # about 2 minutes
     python benchmarks/bench_quantization.py --quick    # one draw, N = 256
-    python benchmarks/bench_quantization.py --full     # left-to-right up to t = 12
-                                                       # at N = 1024 (slow)
     python benchmarks/bench_quantization.py --exact-only  # the exactness part
+    python benchmarks/bench_quantization.py --sparse-only # the sparse products
 
 Timings on a shared machine are noisy: wall and CPU time are both printed.
 """
@@ -31,15 +32,18 @@ import argparse
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
 from skbutterfly import (
     ButterflyFactorizer,
     FloatFormat,
     QuantizedButterfly,
+    SparseProduct,
     bit_reversal_permutation,
     quantize_butterfly,
     quantize_rank_one,
     round_to_format,
+    sparse_factorize,
 )
 from skbutterfly._exhaustive import (
     adversarial_cases,
@@ -47,20 +51,19 @@ from skbutterfly._exhaustive import (
     rank_one_error,
 )
 from skbutterfly._hierarchical import butterfly_factorize
-from skbutterfly.datasets import dft, random_butterfly
+from skbutterfly._quantize import quantize_sparse_factors
+from skbutterfly.datasets import dft, hadamard, random_butterfly
 
 HEURISTICS = ("rtn", "pairwise", "left-to-right")
 PRESET_AND_T = ("float8_e4m3", "float8_e5m2", "float16", "bfloat16", 2, 4, 8)
 T_VALUES = tuple(range(3, 13))
 
 
-def relative_errors(N, t_values, n_draws, l2r_max_t):
-    """Mean relative error per heuristic and t (NaN where skipped)."""
+def relative_errors(N, t_values, n_draws):
+    """Mean relative error per heuristic and t."""
     errors = {h: np.full(len(t_values), np.nan) for h in HEURISTICS}
     for h in HEURISTICS:
         for i, t in enumerate(t_values):
-            if h == "left-to-right" and t > l2r_max_t:
-                continue
             values = []
             for seed in range(n_draws):
                 B = random_butterfly(N, random_state=seed)
@@ -291,11 +294,65 @@ def lazylinop_comparison(sizes=(256, 1024)):
             )
 
 
+def random_sparse_factors(N, k, n_factors, seed):
+    """N x N factors, each k random permutation patterns with N(0, 1) values."""
+    rng = np.random.default_rng(seed)
+    factors = []
+    for _ in range(n_factors):
+        M = np.zeros((N, N))
+        for _ in range(k):
+            M[np.arange(N), rng.permutation(N)] = rng.standard_normal(N)
+        factors.append(sp.csr_array(M))
+    return factors
+
+
+def sparse_products():
+    """The three heuristics on products of general sparse factors.
+
+    Random factors (2 draws each) and the factors that ``sparse_factorize``
+    learns for the Hadamard matrix (exact product, values of arbitrary
+    scale). Relative error of the product, and the CPU time of each
+    heuristic.
+    """
+    N = 256
+    hadamard_factors = sparse_factorize(hadamard(N), [("rowcol", 2)] * 8)[0].factors
+    cases = [
+        (f"random {N}, J=4, k=2", [random_sparse_factors(N, 2, 4, s) for s in (0, 1)]),
+        (f"random {N}, J=3, k=4", [random_sparse_factors(N, 4, 3, s) for s in (0, 1)]),
+        (f"hadamard {N} learned, J=8, k=2", [hadamard_factors]),
+    ]
+    print("\nProducts of sparse factors (SparseProduct), relative error, CPU s")
+    print(
+        f"{'product':>28} {'format':>12} "
+        + " ".join(f"{h:>13}" for h in HEURISTICS)
+        + " "
+        + " ".join(f"{'s ' + h:>15}" for h in HEURISTICS)
+    )
+    for name, draws in cases:
+        for fmt in (4, 8, "float8_e4m3", "bfloat16"):
+            errors = {h: [] for h in HEURISTICS}
+            cpus = {h: 0.0 for h in HEURISTICS}
+            for factors in draws:
+                dense = SparseProduct(factors).toarray()
+                for h in HEURISTICS:
+                    start = time.process_time()
+                    Q = SparseProduct(quantize_sparse_factors(factors, fmt, h))
+                    cpus[h] += time.process_time() - start
+                    err = np.linalg.norm(dense - Q.toarray()) / np.linalg.norm(dense)
+                    errors[h].append(err)
+            print(
+                f"{name:>28} {fmt!s:>12} "
+                + " ".join(f"{np.mean(errors[h]):>13.3e}" for h in HEURISTICS)
+                + " "
+                + " ".join(f"{cpus[h] / len(draws):>15.3f}" for h in HEURISTICS)
+            )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one draw, N = 256")
     parser.add_argument(
-        "--full", action="store_true", help="left-to-right up to t = 12 at N = 1024"
+        "--sparse-only", action="store_true", help="only the sparse products"
     )
     parser.add_argument(
         "--exact-only",
@@ -306,6 +363,9 @@ def main():
         "--cases", type=int, default=150, help="exhaustive cases per format"
     )
     args = parser.parse_args()
+    if args.sparse_only:
+        sparse_products()
+        return
     exhaustive_agreement(args.cases)
     storage_accounting()
     bounded_timings()
@@ -316,10 +376,8 @@ def main():
     sizes = (256,) if args.quick else (256, 1024)
     all_savings = []
     for N in sizes:
-        # left-to-right costs O(N^2 2^t) (it densifies the remaining product)
-        l2r_max_t = 12 if (N <= 256 or args.full) else 8
         start = time.perf_counter()
-        errors = relative_errors(N, T_VALUES, n_draws, l2r_max_t)
+        errors = relative_errors(N, T_VALUES, n_draws)
         print_error_table(N, errors)
         print(f"({n_draws} draws, {time.perf_counter() - start:.0f} s)")
         all_savings += print_bits_saved(N, errors)
@@ -343,11 +401,12 @@ def main():
     for N, t, h in (
         (4096, 8, "rtn"),
         (4096, 8, "pairwise"),
-        (1024, 8, "left-to-right"),
+        (4096, 8, "left-to-right"),
     ):
-        wall, cpu = time_quantization(N, t, h, repeats=1 if h == "left-to-right" else 3)
+        wall, cpu = time_quantization(N, t, h)
         print(f"{N:>6d} {t:>3d} {h:>14} {wall:>8.3f} {cpu:>8.3f}")
     print("(target: pairwise at N = 4096, t = 8 under 1 s; the machine is shared)")
+    sparse_products()
     lazylinop_comparison()
 
 
