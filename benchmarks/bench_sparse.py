@@ -25,12 +25,19 @@ threads) are printed beside them. "wall x" and "cpu x" are pyfaust's times
 over ours.
 pyfaust (a benchmark extra, ``pip install pyfaust``) is skipped when missing.
 
+With ``--faust-timeout T``, pyfaust's Hadamard runs in a subprocess killed
+after ``max(T, 12 x ours)`` wall seconds, beyond the 10x target either way; a
+killed run prints "did not finish in T s" with the lower bounds of the ratios
+and the CPU time the subprocess used.
+
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_sparse.py [--hadamard 64 256
 1024] [--sparse 128] [--gaussian 256x256 1024x512] [--real digits digits-cov]
-[--iters 30] [--faust-max-hadamard 256]``.
+[--iters 30] [--faust-max-hadamard 256] [--faust-timeout 400]``.
 """
 
 import argparse
+import multiprocessing
+import resource
 import time
 import warnings
 from math import ceil
@@ -124,6 +131,32 @@ def theirs_hadamard(A):
     return wall, _relative(A, F.toarray()), F.nnz_sum()
 
 
+def _faust_child(conn, N):
+    with threadpool_limits(limits=1, user_api="blas"):
+        conn.send(theirs_hadamard(hadamard(N)))
+
+
+def theirs_hadamard_within(N, timeout):
+    """``theirs_hadamard`` in a subprocess killed after ``timeout`` s.
+
+    Returns ``(finished, result, cpu)``: ``cpu`` the CPU seconds the
+    subprocess used (all threads, its start included).
+    """
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = ctx.Process(target=_faust_child, args=(sender, N))
+    proc.start()
+    finished = receiver.poll(timeout)
+    result = receiver.recv() if finished else None
+    if proc.is_alive():
+        proc.kill()
+    proc.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return finished, result, cpu
+
+
 def _real(name):
     from sklearn.datasets import load_digits
 
@@ -159,6 +192,12 @@ def main():
         default=256,
         help="largest Hadamard size given to pyfaust (its time grows fast)",
     )
+    parser.add_argument(
+        "--faust-timeout",
+        type=float,
+        default=None,
+        help="run pyfaust's Hadamard in a subprocess killed after max(T, 12 x ours) s",
+    )
     args = parser.parse_args()
     print(
         f"{'problem':<22} {'strategy':<12} {'wall':>7} {'cpu':>7} {'error':>9} "
@@ -170,8 +209,23 @@ def main():
             A = hadamard(N)
             L = int(np.log2(N))
             mine = ours(A, [("rowcol", 2)] * L, "hierarchical", args.iters)
-            other = theirs_hadamard(A) if N <= args.faust_max_hadamard else None
-            print(row(f"hadamard {N}", "hierarchical", mine, other), flush=True)
+            label = f"hadamard {N}"
+            if N > args.faust_max_hadamard:
+                print(row(label, "hierarchical", mine, None), flush=True)
+            elif args.faust_timeout is None:
+                print(row(label, "hierarchical", mine, theirs_hadamard(A)), flush=True)
+            else:
+                (t, c), _, _ = mine
+                limit = max(args.faust_timeout, 12 * t)
+                done, other, cpu = theirs_hadamard_within(N, limit)
+                line = row(label, "hierarchical", mine, other)
+                if not done:
+                    line = row(label, "hierarchical", mine, None).split("   (")[0] + (
+                        f"   pyfaust did not finish in {limit:.0f} s (>= "
+                        f"{limit / t:.1f}x wall); its CPU {cpu:.0f} s (>= "
+                        f"{cpu / c:.1f}x)"
+                    )
+                print(line, flush=True)
         rng = np.random.default_rng(0)
         for N in args.sparse:
             A = _random_sparse(rng, N, 4) @ _random_sparse(rng, N, 4)
