@@ -40,7 +40,11 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
     * a :class:`~skbutterfly.FixedSupportFactorizer` (fitted ``W_`` and
       ``components_``) by :func:`~skbutterfly.quantize_factors`: optimal for
       the pair when the rank-one supports are pairwise disjoint (``heuristic``
-      is then only used for ``"rtn"``).
+      is then only used for ``"rtn"``);
+    * a :class:`~skbutterfly.SparseFactorizer` (fitted ``product_``) with the
+      same heuristics on its sparse factors, supports kept (a heuristic for
+      general supports, whose rank-one terms overlap; see the user guide's
+      quantization page).
 
     ``transform``, ``inverse_transform`` and ``score`` are those of the inner
     estimator computed with the quantized factors.
@@ -49,7 +53,8 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
     ----------
     estimator : estimator object, default=None
         An unfitted factorizer with ``fit`` and ``transform`` exposing
-        ``butterfly_`` or ``W_`` and ``components_`` once fitted. ``None``
+        ``butterfly_``, ``W_`` and ``components_``, or ``product_`` once
+        fitted. ``None``
         means ``ButterflyFactorizer()``.
     precision : int, str or FloatFormat, default=8
         The format: ``t`` significand bits (leading bit included) with an
@@ -58,7 +63,7 @@ class QuantizedButterfly(MetaEstimatorMixin, BaseFactorizer):
     method : {"exact", "dfo", "rtn"}, default="exact"
         Rank-one method (:func:`~skbutterfly.quantize_rank_one`).
     heuristic : {"pairwise", "left-to-right", "rtn"}, default="pairwise"
-        How the factors of a butterfly are combined
+        How the factors of a butterfly or of a sparse product are combined
         (:func:`~skbutterfly.quantize_butterfly`).
     n_jobs : int, default=None
         Jobs over chunks of rank-one terms (joblib).
