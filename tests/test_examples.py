@@ -20,7 +20,7 @@ EXAMPLES = sorted((pathlib.Path(__file__).parents[1] / "examples").glob("plot_*.
 # under a minute, on a loaded 2-core machine too.
 TIMEOUT = 300
 
-DRIVER = r"""
+DRIVER = r'''
 import ast, sys
 import matplotlib
 import matplotlib.pyplot as plt
@@ -54,7 +54,7 @@ for number, block in enumerate(blocks, start=1):
     plt.close("all")
 if problems:
     sys.exit("\n".join(problems))
-"""
+'''
 
 
 def _replay(path, cwd):
