@@ -47,9 +47,11 @@ final reassignment ``O(N**2 log N + (N / 8)**3)``; a constant number of
 ``N x N`` temporaries. This is the
 block-identification idea of Zheng, Puy, Riccietti, Pérez and Gribonval
 (arXiv:2307.00820), with least-squares fits and matching in place of their
-spectral clustering. Rank two or more is not identified (at the first
-levels every grouping fits a block rank ``r`` when groups have at most ``r``
-members): the rank-one criterion is used as a heuristic.
+spectral clustering. At block rank two or more, an exact butterfly of block
+rank two is first identified by :mod:`skbutterfly._orderings_rank`; anything
+else (noise, rank three or more) is not (at the first levels every grouping
+fits a block rank ``r`` when groups have at most ``r`` members): the
+rank-one criterion is used as a heuristic.
 """
 
 # Authors: The skbutterfly developers

@@ -65,6 +65,22 @@ _FIRST_TRIES = 1000
 _LEVEL_TRIES = 200
 
 
+# Odd multipliers mixing the grid coordinates of a normal into one key
+# (arithmetic modulo 2**64; distinct normals of one search collide with
+# probability about n**2 / 2**64).
+_MIX = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+    ],
+    dtype=np.uint64,
+)
+
+
 def _normal_keys(n):
     """Integer keys of the directions of normals ``n`` (one per row)."""
     n = n / np.linalg.norm(n, axis=1, keepdims=True)
@@ -74,7 +90,8 @@ def _normal_keys(n):
     n = n * (np.conj(pivot) / np.abs(pivot))[:, None]
     if np.iscomplexobj(n):
         n = np.concatenate([n.real, n.imag], axis=1)
-    return np.round(n * _GRID).astype(np.int64)
+    grid = np.round(n * _GRID).astype(np.int64).view(np.uint64)
+    return grid @ _MIX[: grid.shape[1]]
 
 
 def _largest_plane(u, Q):
@@ -139,9 +156,8 @@ def plane_groups(P, size=None, random_state=None):
         if not np.all(np.linalg.norm(normals, axis=1) > _PARALLEL):
             return None
         _, where, counts = np.unique(
-            _normal_keys(normals), axis=0, return_inverse=True, return_counts=True
+            _normal_keys(normals), return_inverse=True, return_counts=True
         )
-        where = where.ravel()
         members = others[:0]
         for k in np.argsort(-counts, kind="stable"):
             if counts[k] <= max(members.size, 2) or (size and counts[k] < size - 1):
