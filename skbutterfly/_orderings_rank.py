@@ -15,9 +15,10 @@ be tested: the smallest witness is a vanishing ``3 x 3`` minor. Hence:
   columns of one level-``l`` column group, span a plane; so the ``N``
   columns of those three rows, as points of ``R**3`` (or ``C**3``), lie on
   ``2**l`` planes through 0, one per column group. A plane is found from
-  one point ``u``: the normals ``u x v`` of the points ``v`` of its plane
-  coincide (they are grouped on a grid, then checked to rounding), so a
-  partition costs ``O(N)`` per plane.
+  its largest point ``u``: the normals ``u x v`` of the points ``v`` of its
+  plane coincide (the well-conditioned ones are grouped on a grid), and
+  the points near the proposed plane (to ``1e-10`` of the largest point)
+  are its points, so a partition costs ``O(N)`` per plane.
 * **First level.** Random triples of rows are tried until one splits the
   columns into planes of at least 4 points: three random rows lie in one
   row group of level ``L-2`` about once in 16 tries, and the test of a
@@ -28,17 +29,20 @@ be tested: the smallest witness is a vanishing ``3 x 3`` minor. Hence:
 * **Next levels.** From level ``l`` the row groups of ``l+1`` come from a
   triple of columns of one column group of level ``l`` that lies in one
   half of it (random tries; a try fails unless every row plane is the
-  union of two known groups), and the row groups of ``l-1`` likewise from
-  the transpose. Levels ``1`` and ``L-1`` take any nested grouping.
+  union of two known groups), then the column groups of ``l+1``; the
+  column groups of ``l-1`` likewise from three rows of one row group of
+  level ``l``. Levels ``1`` and ``L-1`` take any nested grouping.
 
 Every group found is checked (equal group sizes, nested trees, points on
-their plane to rounding): a matrix that is not an exact shuffled butterfly
+their plane): a matrix that is not an exact shuffled butterfly
 of block rank two is answered ``None`` after a bounded number of tries, and
 the caller falls back to its heuristic. The cost is ``O(N**2)`` operations
 after the tries (``O(N log N)`` each) and no ``N x N`` temporary. This is
 a variant of the block identification of Zheng, Puy, Riccietti, Pérez and
 Gribonval (arXiv:2307.00820), with exact incidence tests in place of their
-spectral clustering; it needs exact data (noise breaks the tests).
+spectral clustering. It needs exact data: errors of about ``1e-12`` of
+the largest entries pass, ``1e-8`` do not (nor do single-precision inputs),
+and noisier matrices are answered ``None``.
 """
 
 # Authors: The skbutterfly developers
@@ -49,16 +53,19 @@ from sklearn.utils import check_random_state
 
 from skbutterfly._permutations import bit_reversal_permutation
 
-# A point whose distance to a plane (both of unit size) is below this lies on
-# the plane: far above rounding, far below the distance of a generic point.
+# A point whose distance to a plane is below this, relative to the largest
+# point, lies on it: far above rounding (and errors up to about 1e-12 of the
+# largest entry), far below the distance of a generic point.
 _ON_PLANE = 1e-10
 
-# Normals of candidate planes are first grouped on this grid (coarse: equal
-# normals stay together), then the groups are checked to _ON_PLANE.
+# Planes are proposed by the normals u x v whose length is at least this
+# (relative to the reference point u): they are known to far below the grid
+# on which they are grouped.
+_SURE = 1e-5
 _GRID = 1e5
 
-# Two points this close to parallel (unit size) span no plane: degenerate.
-_PARALLEL = 1e-9
+# Proposals examined per plane (the largest groups of equal normals).
+_PROPOSALS = 3
 
 # Random tries for the first level, and for each further level.
 _FIRST_TRIES = 1000
@@ -94,18 +101,6 @@ def _normal_keys(n):
     return grid @ _MIX[: grid.shape[1]]
 
 
-def _largest_plane(u, Q):
-    """Indices of the points of ``Q`` on the plane through ``u`` holding most.
-
-    The candidate planes are those through ``u`` and each point of ``Q``
-    (unit points of 3 entries, none parallel to ``u``).
-    """
-    n = np.cross(u, Q)
-    n /= np.linalg.norm(n, axis=1, keepdims=True)
-    on = np.abs(n @ Q.T) < _ON_PLANE
-    return np.flatnonzero(on[np.argmax(on.sum(axis=1))])
-
-
 def plane_groups(P, size=None, random_state=None):
     """Labels of points lying on planes through 0, ``size`` points per plane.
 
@@ -116,8 +111,8 @@ def plane_groups(P, size=None, random_state=None):
         random directions (points of one 2-dimensional subspace stay on one
         plane, generic points of more dimensions do not).
     size : int or None, default=None
-        The points of each plane; ``None`` takes the plane of the first
-        point, which must then hold at least 4.
+        The points of each plane; ``None`` takes the size of the plane of the
+        largest point, which must hold at least 4.
     random_state : int, RandomState instance or None, default=None
         Seeds the sketch.
 
@@ -125,8 +120,9 @@ def plane_groups(P, size=None, random_state=None):
     -------
     labels : ndarray of int64 of shape (n,) or None
         Plane of each point, numbered in order of first point; ``None`` when
-        the points are not on planes of ``size`` points each (to rounding),
-        or when two points are parallel or one is zero.
+        the points are not on planes of ``size`` points each (to
+        ``1e-10`` of the largest point), or when a point is zero or two
+        points are parallel (they lie on more than one plane).
 
     Examples
     --------
@@ -144,28 +140,37 @@ def plane_groups(P, size=None, random_state=None):
     if d > 3:
         P = P @ check_random_state(random_state).standard_normal((d, 3))
     norms = np.linalg.norm(P, axis=1)
-    if not np.all(norms > 0):
+    top = norms.max(initial=0.0)
+    if not top > 0:
         return None
-    P = P / norms[:, None]
+    P, norms = P / top, norms / top
+    if np.any(norms <= _ON_PLANE):  # on every plane
+        return None
     labels = np.full(n, -1, dtype=np.int64)
     free = np.arange(n)
     group = 0
     while free.size:
-        u, others = free[0], free[1:]
+        u = free[np.argmax(norms[free])]
+        others = free[free != u]
         normals = np.cross(P[u], P[others])
-        if not np.all(np.linalg.norm(normals, axis=1) > _PARALLEL):
+        lengths = np.linalg.norm(normals, axis=1)
+        if np.any(lengths <= _ON_PLANE * norms[u]):  # on u's line: any plane
             return None
+        # The normals known to far below the grid propose the planes; each
+        # proposal takes every point near it.
+        sure = np.flatnonzero(lengths >= _SURE * norms[u])
         _, where, counts = np.unique(
-            _normal_keys(normals), return_inverse=True, return_counts=True
+            _normal_keys(normals[sure]), return_inverse=True, return_counts=True
         )
         members = others[:0]
-        for k in np.argsort(-counts, kind="stable"):
-            if counts[k] <= max(members.size, 2) or (size and counts[k] < size - 1):
+        for k in np.argsort(-counts, kind="stable")[:_PROPOSALS]:
+            proposers = sure[where == k]
+            v = proposers[np.argmax(lengths[proposers])]
+            on = others[np.abs(P[others] @ (normals[v] / lengths[v])) <= _ON_PLANE]
+            if on.size > members.size:
+                members = on
+            if size is not None and members.size >= size - 1:
                 break
-            candidates = others[where == k]
-            found = candidates[_largest_plane(P[u], P[candidates])]
-            if found.size > members.size:
-                members = found
         if size is None:
             if members.size < 3:
                 return None
@@ -175,7 +180,11 @@ def plane_groups(P, size=None, random_state=None):
         labels[u] = labels[members] = group
         group += 1
         free = free[labels[free] < 0]
-    return labels
+    # Planes numbered in order of their first point.
+    _, first, where = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return rank[where]
 
 
 def _halves(fine, coarse):
