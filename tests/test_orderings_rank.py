@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skbutterfly import butterfly_factorize
+from skbutterfly import ButterflyFactorizer, butterfly_factorize
 from skbutterfly._orderings import learn_orderings
 from skbutterfly._orderings_rank import learn_rank_two, plane_groups
 from skbutterfly.datasets import random_butterfly
@@ -68,6 +68,12 @@ def test_learn_factorizes_shuffled_rank_two_butterflies_exactly(N, complex_, see
         S, rank=2, permutation="learn", row_permutation="learn", random_state=seed
     )
     assert _relative_error(S, B) <= 1e-10
+    if N == 64 and seed == 0:  # the estimator too
+        est = ButterflyFactorizer(
+            rank=2, permutation="learn", row_permutation="learn", random_state=0
+        ).fit(S)
+        assert est.reconstruction_err_ <= 1e-10 * np.linalg.norm(S)
+        np.testing.assert_array_equal(est.permutation_, est.butterfly_.perm)
     if N == 64:  # the rank-one criterion alone misses them
         rows, cols = learn_orderings(S, rank=1, random_state=seed)
         plain = butterfly_factorize(S, rank=2, permutation=cols, row_permutation=rows)
@@ -165,3 +171,15 @@ def test_plane_groups_finds_planted_planes_and_refuses_others():
     assert plane_groups(rng.standard_normal((40, 3)), None) is None
     parallel = np.repeat(rng.standard_normal((8, 3)), 2, axis=0)
     assert plane_groups(parallel, 2) is None
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_rounding_sized_errors_do_not_break_the_identification(complex_):
+    # Errors of 1e-13 of the matrix's norm (far above rounding): still exact
+    # structure to the tests, which measure distances to the largest point.
+    S, _, _ = _shuffled_rank_two(128, complex_, 7)
+    E = np.random.default_rng(7).standard_normal(S.shape)
+    S = S + 1e-13 * np.linalg.norm(S) / np.linalg.norm(E) * E
+    row_perm, perm = learn_rank_two(S, random_state=0)
+    B = butterfly_factorize(S, rank=2, permutation=perm, row_permutation=row_perm)
+    assert _relative_error(S, B) <= 1e-11
