@@ -53,19 +53,17 @@ from sklearn.utils import check_random_state
 
 from skbutterfly._permutations import bit_reversal_permutation
 
-# A point whose distance to a plane is below this, relative to the largest
-# point, lies on it: far above rounding (and errors up to about 1e-12 of the
-# largest entry), far below the distance of a generic point.
+# A unit point whose distance to a plane is below this lies on it: far above
+# rounding, far below the distance of a generic point. The tolerance grows
+# for small points, to errors of _FLOOR of the largest point; directions
+# less certain than _AMBIGUOUS are placed last.
 _ON_PLANE = 1e-10
+_FLOOR = 1e-12
+_AMBIGUOUS = 1e-6
 
-# Planes are proposed by the normals u x v whose length is at least this
-# (relative to the reference point u): they are known to far below the grid
-# on which they are grouped.
-_SURE = 1e-5
+# Planes are proposed by the normals u x v known to far below the grid on
+# which they are grouped.
 _GRID = 1e5
-
-# Proposals examined per plane (the largest groups of equal normals).
-_PROPOSALS = 3
 
 # Random tries for the first level, and for each further level.
 _FIRST_TRIES = 1000
@@ -121,8 +119,8 @@ def plane_groups(P, size=None, random_state=None):
     labels : ndarray of int64 of shape (n,) or None
         Plane of each point, numbered in order of first point; ``None`` when
         the points are not on planes of ``size`` points each (to
-        ``1e-10`` of the largest point), or when a point is zero or two
-        points are parallel (they lie on more than one plane).
+        ``1e-10`` for unit points, more for points far smaller than the
+        largest), or when a point is zero (it lies on every plane).
 
     Examples
     --------
@@ -140,46 +138,65 @@ def plane_groups(P, size=None, random_state=None):
     if d > 3:
         P = P @ check_random_state(random_state).standard_normal((d, 3))
     norms = np.linalg.norm(P, axis=1)
-    top = norms.max(initial=0.0)
-    if not top > 0:
+    if not np.all(norms > 0):  # on every plane
         return None
-    P, norms = P / top, norms / top
-    if np.any(norms <= _ON_PLANE):  # on every plane
-        return None
+    # Distances are measured between unit points (entries of any magnitude
+    # keep their relative accuracy), with a floor for errors relative to the
+    # largest point; points whose direction is that uncertain are placed
+    # last, on their nearest plane.
+    tol = np.maximum(_ON_PLANE, _FLOOR * norms.max() / norms)
+    U = P / norms[:, None]
     labels = np.full(n, -1, dtype=np.int64)
-    free = np.arange(n)
-    group = 0
+    free = np.flatnonzero(tol <= _AMBIGUOUS)
+    missing = n - free.size  # points placed last: what planes may lack
+    bases = []
     while free.size:
         u = free[np.argmax(norms[free])]
         others = free[free != u]
-        normals = np.cross(P[u], P[others])
+        normals = np.cross(U[u], U[others])
+        # Sines of the angles to u: points nearly parallel to u are near
+        # every plane through it, and join u's plane.
         lengths = np.linalg.norm(normals, axis=1)
-        if np.any(lengths <= _ON_PLANE * norms[u]):  # on u's line: any plane
-            return None
         # The normals known to far below the grid propose the planes; each
         # proposal takes every point near it.
-        sure = np.flatnonzero(lengths >= _SURE * norms[u])
+        sure = np.flatnonzero(lengths >= _GRID * (tol[u] + tol[others]))
         _, where, counts = np.unique(
             _normal_keys(normals[sure]), return_inverse=True, return_counts=True
         )
-        members = others[:0]
-        for k in np.argsort(-counts, kind="stable")[:_PROPOSALS]:
+        members, normal = others[:0], None
+        for k in np.argsort(-counts, kind="stable"):
+            if counts[k] < 2 and normal is not None:
+                break
+            # The proposer whose plane holds most of its group (a group may
+            # mix the points of a plane with others whose normals are near).
             proposers = sure[where == k]
-            v = proposers[np.argmax(lengths[proposers])]
-            on = others[np.abs(P[others] @ (normals[v] / lengths[v])) <= _ON_PLANE]
+            planes = normals[proposers] / lengths[proposers, None]
+            on = np.abs(planes @ U[others[proposers]].T) <= tol[others[proposers]]
+            v = proposers[np.argmax(on.sum(axis=1))]
+            slack = (tol[u] + tol[others[v]]) / lengths[v]
+            dist = np.abs(U[others] @ (normals[v] / lengths[v]))
+            on = others[dist <= tol[others] + slack]
             if on.size > members.size:
-                members = on
-            if size is not None and members.size >= size - 1:
+                members, normal = on, normals[v] / lengths[v]
+            if members.size >= (counts[k] if size is None else size - 1):
                 break
         if size is None:
             if members.size < 3:
                 return None
             size = members.size + 1
-        if members.size != size - 1:
+        missing -= size - 1 - members.size
+        if normal is None or members.size > size - 1 or missing < 0:
             return None
-        labels[u] = labels[members] = group
-        group += 1
+        labels[u] = labels[members] = len(bases)
+        bases.append(normal)
         free = free[labels[free] < 0]
+    if not bases:
+        return None
+    rest = np.flatnonzero(labels < 0)
+    if rest.size:
+        labels[rest] = np.argmin(np.abs(U[rest] @ np.array(bases).T), axis=1)
+    if np.any(np.bincount(labels, minlength=len(bases)) != size):
+        return None
     # Planes numbered in order of their first point.
     _, first, where = np.unique(labels, return_index=True, return_inverse=True)
     rank = np.empty_like(first)
@@ -276,9 +293,9 @@ def learn_rank_two(A, *, learn_rows=True, learn_cols=True, random_state=None):
     -------
     (row_perm, perm) or None
         ``A[row_perm][:, perm]`` is a butterfly of block rank 2 (the side
-        not learned keeps ``arange(N)``); ``None`` when ``A`` is not one to
-        rounding under any ordering of the learned sides (then nothing was
-        found, after a bounded number of tries).
+        not learned keeps ``arange(N)``); ``None`` when none was found after
+        a bounded number of random tries (an exact one is missed with a
+        probability below ``1e-12``), e.g. for noisy or unstructured input.
 
     Examples
     --------
