@@ -82,6 +82,7 @@ def table_shuffled(sizes, draws, ranks=(1, 2)):
         ("complex, rank 2", np.complex128, 2, 0.0),
         ("real, rank 1, 1% noise", np.float64, 1, 0.01),
         ("complex, rank 1, 1% noise", np.complex128, 1, 0.01),
+        ("real, rank 2, 1% noise", np.float64, 2, 0.01),
     ]
     kinds = [kind for kind in kinds if kind[2] in ranks]
     for N in sizes:

@@ -298,10 +298,13 @@ default=None
           columns halved), then turned into permutations. An exact rank-one
           butterfly (e.g. a DFT or a Hadamard matrix) with shuffled rows and
           columns is recovered to rounding, a noisy one to the noise level;
-          block rank two or more is not identified (the rank-one criterion
-          is a heuristic there); any matrix gets valid permutations and the
-          usual factorization, never an error. Cost ``O(N**2)`` on an
-          exact butterfly, ``O(N**2 min(N, 1024))`` otherwise;
+          with ``rank >= 2`` an exact shuffled butterfly of block rank two
+          is identified first, by exact incidence tests on triples of rows
+          and columns (``O(N**2)``); noisy ones and block rank three or more
+          are not (the rank-one criterion is a heuristic there); any matrix
+          gets valid permutations and the usual factorization, never an
+          error. Cost ``O(N**2)`` on an exact butterfly,
+          ``O(N**2 min(N, 1024))`` otherwise;
           needs a square architecture of power-of-two size. The other side
           may be ``"learn"`` too or one fixed permutation.
     orthonormalize : bool, default=True

@@ -47,9 +47,11 @@ final reassignment ``O(N**2 log N + (N / 8)**3)``; a constant number of
 ``N x N`` temporaries. This is the
 block-identification idea of Zheng, Puy, Riccietti, Pérez and Gribonval
 (arXiv:2307.00820), with least-squares fits and matching in place of their
-spectral clustering. Rank two or more is not identified (at the first
-levels every grouping fits a block rank ``r`` when groups have at most ``r``
-members): the rank-one criterion is used as a heuristic.
+spectral clustering. At block rank two or more, an exact butterfly of block
+rank two is first identified by :mod:`skbutterfly._orderings_rank`; anything
+else (noise, rank three or more) is not (at the first levels every grouping
+fits a block rank ``r`` when groups have at most ``r`` members): the
+rank-one criterion is used as a heuristic.
 """
 
 # Authors: The skbutterfly developers
@@ -65,6 +67,7 @@ from threadpoolctl import threadpool_limits
 
 from skbutterfly._block_svd import low_rank_blocks
 from skbutterfly._ks import pair_dims
+from skbutterfly._orderings_rank import learn_rank_two
 from skbutterfly._parallel import map_chunks
 from skbutterfly._permutations import auto_candidates, bit_reversal_permutation
 from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
@@ -418,7 +421,7 @@ def _restrict(X, upper):
     return Z.reshape(g, 2 * c, rho, m // 2)
 
 
-def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
+def learn_orderings(A, *, learn_rows=True, learn_cols=True, rank=1, random_state=None):
     """Row and column permutations under which ``A`` is closest to a butterfly.
 
     Recovers the two cluster trees of the classic rank-one butterfly (see the
@@ -432,6 +435,11 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
         order.
     learn_rows, learn_cols : bool, default=True
         Which sides to learn.
+    rank : int, default=1
+        Block rank of the butterfly sought. From 2 on, the orderings of an
+        exact butterfly of block rank 2 are identified first
+        (:func:`~skbutterfly._orderings_rank.learn_rank_two`); when there is
+        none, the rank-one criterion is used as a heuristic.
     random_state : int, RandomState instance or None, default=None
         Seeds the random draws of the splits and sketches (the result is a
         deterministic function of ``A`` and the seed).
@@ -456,6 +464,12 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, random_state=None):
     True
     """
     rng = check_random_state(random_state)
+    if rank >= 2:
+        found = learn_rank_two(
+            A, learn_rows=learn_rows, learn_cols=learn_cols, random_state=rng
+        )
+        if found is not None:
+            return found
     rank = 1  # the blocks fitted (see the module's docstring)
     N = A.shape[0]
     if N < 2:
@@ -787,6 +801,7 @@ def ordering_pairs(A, arch, orderings, random_state):
                 padded[bases[0]][:, bases[1]],
                 learn_rows=orderings[0] == "learn",
                 learn_cols=orderings[1] == "learn",
+                rank=arch.rank,
                 random_state=random_state,
             )
         return [(bases[0][rows], bases[1][cols])]

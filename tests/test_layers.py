@@ -11,9 +11,10 @@ LAYERS = {
     1: "_block_svd _parallel _formats _scaling _validation _constants _warnings "
     "_progress _batch_omp",
     2: "_patterns _ks _supports _permutations _operator _io _sparse_product",
-    3: "_support_analysis _fsmf _fsmf_exact _fsmf_als _trees _split _slabs _orderings "
-    "_hierarchical _breakpoints _quantize_bounded _quantize_rank_one _quantize "
-    "_projections _palm _sparse_factorize _dictionary_learning _exhaustive",
+    3: "_support_analysis _fsmf _fsmf_exact _fsmf_als _trees _split _slabs "
+    "_orderings_rank _orderings _hierarchical _breakpoints _quantize_bounded "
+    "_quantize_rank_one _quantize _projections _palm _sparse_factorize "
+    "_dictionary_learning _exhaustive",
     4: "_base _butterfly_factorizer _fixed_support_factorizer _quantized_butterfly "
     "_sparse_factorizer _butterfly_dictionary_learning",
     5: "model_selection datasets __main__ __init__",

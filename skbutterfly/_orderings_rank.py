@@ -1,0 +1,368 @@
+"""Learning the orderings of an exact butterfly of block rank two.
+
+Layer 3 (algorithms), pure functions on arrays.
+
+With ``N = 2**L``, the split after factor ``l`` of the classic butterfly
+groups the ordered rows into ``2**(L-l)`` groups of ``2**l`` (positions
+``q mod 2**(L-l)``) and the columns into ``2**l`` groups of ``2**(L-l)``
+(positions ``p // 2**(L-l)``); at block rank ``2`` every (row group, column
+group) block has rank at most 2. Splits whose groups have at most 2 rows or
+2 columns (``l = 1`` and ``l = L-1``) hold for any grouping, so the levels
+``l = 2 .. L-2`` carry the structure, and no pair of rows or columns can
+be tested: the smallest witness is a vanishing ``3 x 3`` minor. Hence:
+
+* **Planes.** Three rows of one level-``l`` row group, restricted to the
+  columns of one level-``l`` column group, span a plane; so the ``N``
+  columns of those three rows, as points of ``R**3`` (or ``C**3``), lie on
+  ``2**l`` planes through 0, one per column group. A plane is found from
+  its largest point ``u``: the normals ``u x v`` of the points ``v`` of its
+  plane coincide (the well-conditioned ones are grouped on a grid), and
+  the points near the proposed plane (to ``1e-10`` of the largest point)
+  are its points, so a partition costs ``O(N)`` per plane.
+* **First level.** Random triples of rows are tried until one splits the
+  columns into planes of at least 4 points: three random rows lie in one
+  row group of level ``L-2`` about once in 16 tries, and the test of a
+  triple that does not stops at its first plane.
+* **Other side.** The column groups of a level give its row groups: the
+  rows restricted to one column group (sketched to 3 random directions)
+  lie on one plane per row group; and conversely.
+* **Next levels.** From level ``l`` the row groups of ``l+1`` come from a
+  triple of columns of one column group of level ``l`` that lies in one
+  half of it (random tries; a try fails unless every row plane is the
+  union of two known groups), then the column groups of ``l+1``; the
+  column groups of ``l-1`` likewise from three rows of one row group of
+  level ``l``. Levels ``1`` and ``L-1`` take any nested grouping.
+
+Every group found is checked (equal group sizes, nested trees, points on
+their plane): a matrix that is not an exact shuffled butterfly
+of block rank two is answered ``None`` after a bounded number of tries, and
+the caller falls back to its heuristic. The cost is ``O(N**2)`` operations
+after the tries (``O(N log N)`` each) and no ``N x N`` temporary. This is
+a variant of the block identification of Zheng, Puy, Riccietti, Pérez and
+Gribonval (arXiv:2307.00820), with exact incidence tests in place of their
+spectral clustering. It needs exact data: errors of about ``1e-12`` of
+the largest entries pass, ``1e-8`` do not (nor do single-precision inputs),
+and noisier matrices are answered ``None``.
+"""
+
+# Authors: The skbutterfly developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from skbutterfly._permutations import bit_reversal_permutation
+
+# A unit point whose distance to a plane is below this lies on it: far above
+# rounding, far below the distance of a generic point. The tolerance grows
+# for small points, to errors of _FLOOR of the largest point; directions
+# less certain than _AMBIGUOUS are placed last.
+_ON_PLANE = 1e-10
+_FLOOR = 1e-12
+_AMBIGUOUS = 1e-6
+
+# Planes are proposed by the normals u x v known to far below the grid on
+# which they are grouped.
+_GRID = 1e5
+
+# Random tries for the first level, and for each further level.
+_FIRST_TRIES = 1000
+_LEVEL_TRIES = 200
+
+
+# Odd multipliers mixing the grid coordinates of a normal into one key
+# (arithmetic modulo 2**64; distinct normals of one search collide with
+# probability about n**2 / 2**64).
+_MIX = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+    ],
+    dtype=np.uint64,
+)
+
+
+def _normal_keys(n):
+    """Integer keys of the directions of normals ``n`` (one per row)."""
+    n = n / np.linalg.norm(n, axis=1, keepdims=True)
+    # Fix the sign (the phase) by the first entry larger than 0.5 in size;
+    # a unit vector of 3 entries has one.
+    pivot = n[np.arange(len(n)), np.argmax(np.abs(n) > 0.5, axis=1)]
+    n = n * (np.conj(pivot) / np.abs(pivot))[:, None]
+    if np.iscomplexobj(n):
+        n = np.concatenate([n.real, n.imag], axis=1)
+    grid = np.round(n * _GRID).astype(np.int64).view(np.uint64)
+    return grid @ _MIX[: grid.shape[1]]
+
+
+def plane_groups(P, size=None, random_state=None):
+    """Labels of points lying on planes through 0, ``size`` points per plane.
+
+    Parameters
+    ----------
+    P : ndarray of shape (n, d)
+        The points, ``d >= 3``; with ``d > 3`` they are first sketched to 3
+        random directions (points of one 2-dimensional subspace stay on one
+        plane, generic points of more dimensions do not).
+    size : int or None, default=None
+        The points of each plane; ``None`` takes the size of the plane of the
+        largest point, which must hold at least 4.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sketch.
+
+    Returns
+    -------
+    labels : ndarray of int64 of shape (n,) or None
+        Plane of each point, numbered in order of first point; ``None`` when
+        the points are not on planes of ``size`` points each (to
+        ``1e-10`` for unit points, more for points far smaller than the
+        largest), or when a point is zero (it lies on every plane).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly._orderings_rank import plane_groups
+    >>> rng = np.random.default_rng(0)
+    >>> bases = rng.standard_normal((3, 2, 3))  # three planes of R**3
+    >>> P = np.concatenate([rng.standard_normal((4, 2)) @ B for B in bases])
+    >>> plane_groups(P[[0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]], 4)
+    array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
+    >>> plane_groups(rng.standard_normal((12, 3)), 4) is None
+    True
+    """
+    n, d = P.shape
+    if d > 3:
+        P = P @ check_random_state(random_state).standard_normal((d, 3))
+    norms = np.linalg.norm(P, axis=1)
+    if not np.all(norms > 0):  # on every plane
+        return None
+    # Distances are measured between unit points (entries of any magnitude
+    # keep their relative accuracy), with a floor for errors relative to the
+    # largest point; points whose direction is that uncertain are placed
+    # last, on their nearest plane.
+    tol = np.maximum(_ON_PLANE, _FLOOR * norms.max() / norms)
+    U = P / norms[:, None]
+    labels = np.full(n, -1, dtype=np.int64)
+    free = np.flatnonzero(tol <= _AMBIGUOUS)
+    missing = n - free.size  # points placed last: what planes may lack
+    bases = []
+    while free.size:
+        u = free[np.argmax(norms[free])]
+        others = free[free != u]
+        normals = np.cross(U[u], U[others])
+        # Sines of the angles to u: points nearly parallel to u are near
+        # every plane through it, and join u's plane.
+        lengths = np.linalg.norm(normals, axis=1)
+        # The normals known to far below the grid propose the planes; each
+        # proposal takes every point near it.
+        sure = np.flatnonzero(lengths >= _GRID * (tol[u] + tol[others]))
+        _, where, counts = np.unique(
+            _normal_keys(normals[sure]), return_inverse=True, return_counts=True
+        )
+        members, normal = others[:0], None
+        for k in np.argsort(-counts, kind="stable"):
+            if counts[k] < 2 and normal is not None:
+                break
+            # The proposer whose plane holds most of its group (a group may
+            # mix the points of a plane with others whose normals are near).
+            proposers = sure[where == k]
+            planes = normals[proposers] / lengths[proposers, None]
+            on = np.abs(planes @ U[others[proposers]].T) <= tol[others[proposers]]
+            v = proposers[np.argmax(on.sum(axis=1))]
+            slack = (tol[u] + tol[others[v]]) / lengths[v]
+            dist = np.abs(U[others] @ (normals[v] / lengths[v]))
+            on = others[dist <= tol[others] + slack]
+            if on.size > members.size:
+                members, normal = on, normals[v] / lengths[v]
+            if members.size >= (counts[k] if size is None else size - 1):
+                break
+        if size is None:
+            if members.size < 3:
+                return None
+            size = members.size + 1
+        missing -= size - 1 - members.size
+        if normal is None or members.size > size - 1 or missing < 0:
+            return None
+        labels[u] = labels[members] = len(bases)
+        bases.append(normal)
+        free = free[labels[free] < 0]
+    if not bases:
+        return None
+    rest = np.flatnonzero(labels < 0)
+    if rest.size:
+        labels[rest] = np.argmin(np.abs(U[rest] @ np.array(bases).T), axis=1)
+    if np.any(np.bincount(labels, minlength=len(bases)) != size):
+        return None
+    # Planes numbered in order of their first point.
+    _, first, where = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return rank[where]
+
+
+def _halves(fine, coarse):
+    """Whether every group of ``coarse`` is the union of two groups of ``fine``."""
+    pairs = np.unique(np.stack([fine, coarse]), axis=1)
+    return bool(
+        np.all(np.bincount(pairs[1]) == 2) and np.unique(pairs[0]).size == len(pairs[0])
+    )
+
+
+def _from_other_side(A, col_labels, size, rng):
+    """Row groups of ``size`` rows of a level, from its column groups.
+
+    The rows restricted to one column group lie on one plane per row group.
+    """
+    return plane_groups(A[:, col_labels == col_labels[0]], size, rng)
+
+
+def _coarser(A, col_labels, row_labels, rng):
+    """Row groups of the next coarser level, or ``None`` after the tries.
+
+    Three columns of one column group of the current level that lie in one
+    half of it split the rows into planes of twice the current row groups:
+    random triples are tried until the planes are the unions of two
+    current row groups each.
+    """
+    size = 2 * np.count_nonzero(row_labels == row_labels[0])
+    for _ in range(_LEVEL_TRIES):
+        group = np.flatnonzero(col_labels == rng.randint(col_labels.max() + 1))
+        triple = rng.choice(group, 3, replace=False)
+        labels = plane_groups(A[:, triple], size)
+        if labels is not None and _halves(row_labels, labels):
+            return labels
+    return None
+
+
+def _first_level(A, rng):
+    """``(level, row_labels, col_labels)`` of one level, or ``None``."""
+    N = A.shape[0]
+    for _ in range(_FIRST_TRIES):
+        cols = plane_groups(A[rng.choice(N, 3, replace=False)].T)
+        if cols is None:
+            continue
+        size = N // (int(cols.max()) + 1)  # columns per group: 2**(L-level)
+        if 4 <= size <= N // 4 and not size & (size - 1):
+            level = N.bit_length() - size.bit_length()
+            rows = _from_other_side(A, cols, N // size, rng)
+            return None if rows is None else (level, rows, cols)
+    return None
+
+
+def _known_levels(A, levels, known_rows, rng):
+    """Groups of the learned side at every level, the other side known."""
+    N = A.shape[0]
+    L = N.bit_length() - 1
+    q = np.arange(N)
+    found = {}
+    for level in levels:
+        if known_rows:
+            fixed = q % 2 ** (L - level)
+            labels = _from_other_side(A.T, fixed, 2 ** (L - level), rng)
+        else:
+            labels = _from_other_side(A, q // 2 ** (L - level), 2**level, rng)
+        if labels is None:
+            return None
+        found[level] = labels
+    return found
+
+
+def learn_rank_two(A, *, learn_rows=True, learn_cols=True, random_state=None):
+    """Row and column permutations under which ``A`` is a butterfly of block rank 2.
+
+    Identifies the row and column groups of every split of an exact
+    butterfly of block rank two whose rows and columns were shuffled (see
+    the module's docstring) and turns the two trees into permutations.
+
+    Parameters
+    ----------
+    A : ndarray of shape (N, N)
+        ``N`` a power of two. A side that is not learned is taken in its
+        given order.
+    learn_rows, learn_cols : bool, default=True
+        Which sides to learn.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random tries and sketches (the result is a deterministic
+        function of ``A`` and the seed).
+
+    Returns
+    -------
+    (row_perm, perm) or None
+        ``A[row_perm][:, perm]`` is a butterfly of block rank 2 (the side
+        not learned keeps ``arange(N)``); ``None`` when none was found after
+        a bounded number of random tries (an exact one is missed with a
+        probability below ``1e-12``), e.g. for noisy or unstructured input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly import butterfly_factorize
+    >>> from skbutterfly._orderings_rank import learn_rank_two
+    >>> from skbutterfly.datasets import random_butterfly
+    >>> rng = np.random.default_rng(0)
+    >>> A = random_butterfly(64, rank=2, random_state=0).toarray()
+    >>> A = A[rng.permutation(64)][:, rng.permutation(64)]
+    >>> rows, cols = learn_rank_two(A, random_state=0)
+    >>> B = butterfly_factorize(A, rank=2, permutation=cols, row_permutation=rows)
+    >>> bool(np.linalg.norm(B.toarray() - A) < 1e-10 * np.linalg.norm(A))
+    True
+    >>> learn_rank_two(rng.standard_normal((64, 64)), random_state=0) is None
+    True
+    """
+    rng = check_random_state(random_state)
+    N = A.shape[0]
+    L = N.bit_length() - 1
+    identity = np.arange(N, dtype=np.int64)
+    if L < 4:  # every split has groups of at most 2 rows or 2 columns
+        return identity, identity.copy()
+    if not (learn_rows or learn_cols):
+        return identity, identity.copy()
+    A = np.asarray(A, dtype=np.result_type(A.dtype, np.float64))
+    levels = range(2, L - 1)
+    rows, cols = {}, {}
+    if not (learn_rows and learn_cols):
+        found = _known_levels(A, levels, known_rows=not learn_rows, rng=rng)
+        if found is None:
+            return None
+        (cols if learn_cols else rows).update(found)
+    else:
+        first = _first_level(A, rng)
+        if first is None:
+            return None
+        start, rows[start], cols[start] = first
+        for level in range(start, L - 2):  # row groups coarsen
+            rows[level + 1] = _coarser(A, cols[level], rows[level], rng)
+            if rows[level + 1] is None:
+                return None
+            size = 2 ** (L - level - 1)
+            cols[level + 1] = _from_other_side(A.T, rows[level + 1], size, rng)
+            if cols[level + 1] is None:
+                return None
+        for level in range(start, 2, -1):  # column groups coarsen
+            cols[level - 1] = _coarser(A.T, rows[level], cols[level], rng)
+            if cols[level - 1] is None:
+                return None
+            size = 2 ** (level - 1)
+            rows[level - 1] = _from_other_side(A, cols[level - 1], size, rng)
+            if rows[level - 1] is None:
+                return None
+    # Nested trees: row groups coarsen, column groups refine level by level.
+    for level in levels[:-1]:
+        if learn_rows and not _halves(rows[level], rows[level + 1]):
+            return None
+        if learn_cols and not _halves(cols[level + 1], cols[level]):
+            return None
+    perm, row_perm = identity, identity.copy()
+    if learn_cols:
+        # Sorted by group, coarsest level first: each group is contiguous.
+        perm = np.lexsort([identity, *(cols[level] for level in reversed(levels))])
+    if learn_rows:
+        # Rows of a group of level l share their position mod 2**(L-l): the
+        # sort by group, coarsest first, read in bit-reversed order.
+        order = np.lexsort([identity, *(rows[level] for level in levels)])
+        row_perm = order[bit_reversal_permutation(N)]
+    return row_perm.astype(np.int64), perm.astype(np.int64)
