@@ -15,7 +15,11 @@ Problems (the same matrix, constraints and iteration budget for both):
   ``k = ceil(min(m, n) ** (1/3))``, PALM (``palm4msa``) and hierarchical.
 * ``real``: real data bundled with scikit-learn, the same way:
   ``digits`` (the 1797 x 64 images, k = 4) and ``digits-cov`` (their 64 x 64
-  covariance, k = 4).
+  covariance, k = 4). One matrix is one draw of a non-convex problem whose
+  result depends on the path: ``--resamples B`` also runs both on ``B``
+  bootstrap draws of the images (and their covariances) and prints in how
+  many ours is at most pyfaust's error, the mean errors and nonzeros, and
+  the median ratio of the process CPU times.
 
 Both run in this process with BLAS limited to one thread (``threadpoolctl``;
 pyfaust's own C++ threads are limited by ``OMP_NUM_THREADS=1`` only, so set
@@ -32,7 +36,7 @@ and the CPU time the subprocess used.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_sparse.py [--hadamard 64 256
 1024] [--sparse 128] [--gaussian 256x256 1024x512] [--real digits digits-cov]
-[--iters 30] [--faust-max-hadamard 256] [--faust-timeout 400]``.
+[--iters 30] [--resamples 10] [--faust-max-hadamard 256] [--faust-timeout 400]``.
 """
 
 import argparse
@@ -157,15 +161,44 @@ def theirs_hadamard_within(N, timeout):
     return finished, result, cpu
 
 
-def _real(name):
+def _real(name, resample=None):
+    """A real-data matrix; ``resample``: seed of a bootstrap draw of the samples."""
     from sklearn.datasets import load_digits
 
     X = load_digits().data
+    if resample is not None:
+        X = X[np.random.default_rng(resample).integers(0, len(X), len(X))]
     if name == "digits":
         return X
     if name == "digits-cov":
         return np.cov(X, rowvar=False)
     raise ValueError(f"unknown real matrix {name!r}: 'digits' or 'digits-cov'.")
+
+
+def resampled(names, count, iters):
+    """Ours against pyfaust on ``count`` bootstrap draws of each real matrix."""
+    if _pyfaust() is None:
+        return
+    print(
+        f"\n{'bootstrap draws':<22} {'strategy':<12} {'ours <= pyfaust':>15} "
+        f"{'mean error':>10} {'pyfaust':>8} {'nnz':>7} {'pyfaust':>7} {'cpu x':>6}"
+    )
+    for name in names:
+        for strategy in ("palm", "hierarchical"):
+            runs = []
+            for draw in range(count):
+                A = _real(name, resample=draw)
+                spec, res = [("splincol", 4)] * 3, [("splincol", 16)]
+                (_, c), e, nnz = ours(A, spec, strategy, iters, residuals=res)
+                (_, c2), e2, nnz2 = theirs(A, spec, strategy, iters, res)
+                runs.append((e, e2, nnz, nnz2, c2 / c))
+            e, e2, nnz, nnz2, ratio = np.array(runs).T
+            print(
+                f"{name:<22} {strategy:<12} {f'{np.sum(e <= e2)} of {count}':>15} "
+                f"{e.mean():10.4f} {e2.mean():8.4f} {nnz.mean():7.0f} "
+                f"{nnz2.mean():7.0f} {np.median(ratio):6.1f}",
+                flush=True,
+            )
 
 
 def row(problem, strategy, mine, other):
@@ -186,6 +219,12 @@ def main():
     parser.add_argument("--gaussian", nargs="*", default=["256x256"])
     parser.add_argument("--real", nargs="*", default=["digits", "digits-cov"])
     parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=0,
+        help="also compare on this many bootstrap draws of each real matrix",
+    )
     parser.add_argument(
         "--faust-max-hadamard",
         type=int,
@@ -247,6 +286,8 @@ def main():
                 mine = ours(A, spec, strategy, args.iters, residuals=res)
                 other = theirs(A, spec, strategy, args.iters, res)
                 print(row(f"{label} k={k}", strategy, mine, other), flush=True)
+        if args.resamples:
+            resampled(args.real, args.resamples, args.iters)
 
 
 if __name__ == "__main__":

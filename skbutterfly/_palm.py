@@ -127,9 +127,13 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
     first, for the ``rowcol`` rules, which are not projections, projected on
     the block's current support instead (a projection: it cannot increase
     the objective with a step of ``1 / L``), or dropped when the increase is
-    rounding, so the objective never increases. A run stops at
-    ``max_iter``, at the rounding floor, or when a sweep lowers the squared
-    error by less than ``tol`` times its value or by less than rounding.
+    rounding, so the objective never increases. The scale ``lambda`` is
+    fixed (``fit_scale=None``), or refit in closed form once per sweep
+    (``"sweep"``, as in pyfaust) or with every block step (``"block"``: the
+    step is then judged at the best scale for it, an exact minimisation
+    over ``lambda`` after each block). A run stops at ``max_iter``, at the
+    rounding floor, or when a sweep lowers the squared error by less than
+    ``tol`` times its value or by less than rounding.
     Returns ``factors, scale, objective, n_iter, converged``.
     """
     m, n = A.shape
@@ -178,11 +182,15 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
                 for _ in range(_MAX_BACKTRACK):
                     S_new = _store(rule.project(S_dense - step * G))
                     Q_new = to_dense(S_new) if R is None else S_new @ R
-                    E_new = _scaled_error(A, _apply(left, Q_new), scale)
+                    P_new = _apply(left, Q_new)
+                    new_scale = (
+                        best_scale(A, P_new, scale) if fit_scale == "block" else scale
+                    )
+                    E_new = _scaled_error(A, P_new, new_scale)
                     f_new = float(np.vdot(E_new, E_new).real)
                     if f_new <= f:
                         factors[j], adjoints[j] = S_new, _h(S_new)
-                        E, f, Q = E_new, f_new, Q_new
+                        E, f, Q, scale = E_new, f_new, Q_new, new_scale
                         break
                     if f_new - f <= rounding(f):
                         break
@@ -196,7 +204,7 @@ def palm(A, factors, constraints, scale, *, max_iter, tol, fit_scale, progress, 
             if Q is None:
                 Q = to_dense(S_old) if R is None else S_old @ R
             R = Q
-        if fit_scale:
+        if fit_scale == "sweep":
             new_scale = best_scale(A, R, scale)
             E_new = _scaled_error(A, R, new_scale)
             f_new = float(np.vdot(E_new, E_new).real)
