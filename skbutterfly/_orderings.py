@@ -35,7 +35,10 @@ trees level by level from the matrix alone, for rank one, by least squares:
 * unless every level was exact, the rows (then the columns) that fit their
   position worst are reassigned by an optimal assignment on the costs of
   every position, summed over the levels (early choices only see their own
-  level).
+  level); then whole subtrees of either tree are exchanged while that
+  lowers the residual of all the levels together
+  (:mod:`skbutterfly._orderings_polish`: a pairing as good as the right one
+  at its level can cost more at the levels above).
 
 Every step takes the best candidate, never a threshold, so an exact rank-one
 butterfly is recovered to rounding, a noisy one to the noise, and any other
@@ -43,7 +46,8 @@ matrix still gets valid permutations (then factorized and measured as
 usual). An exact level costs ``O(N**2)`` operations, so an exact butterfly
 costs ``O(N**2)`` in all; a level that is not exact costs
 ``O(N**2 min(N, 1024))`` (the pair scores, on up to 1024 columns), and the
-final reassignment ``O(N**2 log N + (N / 8)**3)``; a constant number of
+final reassignment ``O(N**2 log N + (N / 8)**3)``, as do the subtree
+exchanges (``O(N**2)`` per level and exchange); a constant number of
 ``N x N`` temporaries. This is the
 block-identification idea of Zheng, Puy, Riccietti, Pérez and Gribonval
 (arXiv:2307.00820), with least-squares fits and matching in place of their
@@ -67,6 +71,7 @@ from threadpoolctl import threadpool_limits
 
 from skbutterfly._block_svd import low_rank_blocks
 from skbutterfly._ks import pair_dims
+from skbutterfly._orderings_polish import polish_subtrees
 from skbutterfly._orderings_rank import learn_rank_two
 from skbutterfly._parallel import map_chunks
 from skbutterfly._permutations import auto_candidates, bit_reversal_permutation
@@ -510,17 +515,19 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, rank=1, random_state
     # Last level: the two row groups interleave, the column pairs stay.
     row_perm = np.stack([rows[0], rows[1]], axis=-1).ravel()
     perm = cols.ravel()
-    # Rows (then columns) that the greedy levels placed worst are reassigned
-    # (nothing to do when every level was exact).
+    # Rows (then columns) that the greedy levels placed worst are reassigned,
+    # then subtrees placed wrong are exchanged (nothing to do when every
+    # level was exact).
     if exact_levels:
         return row_perm, perm
-    if learn_rows:
-        row_perm = row_perm[_polish_rows(A[row_perm][:, perm])]
-    if learn_cols:
-        rev = bit_reversal_permutation(N)
-        # The transpose in bit-reversed order on both sides is a butterfly
-        # whose rows are the columns, grouped as rows are.
-        perm = perm[rev[_polish_rows(A[row_perm[rev]][:, perm[rev]].T)][rev]]
+    for polish in (_polish_rows, polish_subtrees):
+        if learn_rows:
+            row_perm = row_perm[polish(A[row_perm][:, perm])]
+        if learn_cols:
+            rev = bit_reversal_permutation(N)
+            # The transpose in bit-reversed order on both sides is a butterfly
+            # whose rows are the columns, grouped as rows are.
+            perm = perm[rev[polish(A[row_perm[rev]][:, perm[rev]].T)][rev]]
     return row_perm, perm
 
 
