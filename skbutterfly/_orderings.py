@@ -332,7 +332,8 @@ def _pair_costs_rank(Z):
         kept = np.sum(np.abs(cross.reshape(c, hi - lo, rho, g, rho)) ** 2, axis=(2, 4))
         D[lo:hi] = np.maximum(energy[:, None] - kept, 0).sum(axis=0)
     D = np.minimum(D, D.T)
-    near = np.argsort(D + np.diag(np.full(g, np.inf)), axis=1)[:, :_EXACT_PARTNERS]
+    k = min(_EXACT_PARTNERS, g - 1)
+    near = np.argpartition(D + np.diag(np.full(g, np.inf)), k - 1, axis=1)[:, :k]
     a = np.repeat(np.arange(g), near.shape[1])
     b = near.ravel()
     M = np.concatenate([V[:, a], V[:, b]], axis=2)  # (c, pairs, 2 rho, n)

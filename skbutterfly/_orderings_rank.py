@@ -386,6 +386,7 @@ _ANCHOR_PARTNERS = 6
 _CHECKED = 8
 _REFINED = 3
 _FIT_SWEEPS = 6
+_FIRST_ROUNDS = 3
 _ROUNDS = 8
 
 # Dimensions each quarter is sketched to when row groups are scored.
@@ -474,16 +475,26 @@ def _quarters_from_groups(A, groups, labels):
     fits = _level_two_cost(Y, masks)
     ratio = fits / np.maximum(np.sum(np.abs(Y) ** 2, axis=(1, 2)), np.finfo(float).tiny)
     Y = Y[ratio <= np.median(ratio)]
-    outer = np.moveaxis(
-        Y[:, :, None, :] * np.conj(Y[:, None, :, :]), -1, 1
-    )  # (g, N, 4, 4)
-    grams = np.einsum("kn,gnij->gkij", masks.astype(Y.dtype), outer)  # (g, 4, 4, 4)
+    Z = Y[:, None] * masks[None, :, None, :]
+    grams = Z @ np.conj(np.swapaxes(Y, -1, -2))[:, None]  # (g, 4, 4, 4)
     bases = np.linalg.eigh(grams)[1][..., -2:]
     cost = _residuals(Y[:, None], bases).sum(axis=0)  # (4, N)
-    # Each column against the fit of its own quarter without it.
-    own = np.linalg.eigh(grams[:, labels] - outer)[1][..., -2:]  # (g, N, 4, 2)
-    kept = np.sum(np.abs(np.einsum("gnia,gin->gna", np.conj(own), Y)) ** 2, axis=-1)
-    loo = np.maximum(np.sum(np.abs(Y) ** 2, axis=1) - kept, 0).sum(axis=0)
+    # Each column against the fit of its own quarter without it: one step
+    # of subspace iteration from the plane with it, (G - y y^H) U.
+    U = bases[:, labels]  # (g, N, 4, 2)
+    y = np.moveaxis(Y, -1, 1)  # (g, N, 4)
+    c = np.einsum("gnia,gni->gna", np.conj(U), y)
+    B = grams[:, labels] @ U - y[..., None] * np.conj(c[..., None, :])
+    M = np.conj(np.swapaxes(B, -1, -2)) @ B  # (g, N, 2, 2)
+    b = np.einsum("gnia,gni->gna", np.conj(B), y)
+    det = (M[..., 0, 0] * M[..., 1, 1]).real - np.abs(M[..., 0, 1]) ** 2
+    quad = (
+        M[..., 1, 1].real * np.abs(b[..., 0]) ** 2
+        + M[..., 0, 0].real * np.abs(b[..., 1]) ** 2
+        - 2 * (M[..., 0, 1] * b[..., 1] * np.conj(b[..., 0])).real
+    )
+    kept = quad / np.where(det > 0, det, np.inf)
+    loo = np.maximum(np.sum(np.abs(y) ** 2, axis=-1) - kept, 0).sum(axis=0)
     cost[labels, np.arange(labels.size)] = loo
     return _balanced_labels(cost.T), fits.sum()
 
@@ -553,6 +564,22 @@ def _groups_from_quarters(A, labels, near, rng):
     return np.array(groups)
 
 
+def _alternate(A, labels, near, rng, rounds):
+    """Row groups found on the quarters and quarters refit, alternately.
+
+    Returns the residual beyond rank 2, the groups, the quarters' labels
+    (those the groups were found on) and whether they are stable.
+    """
+    groups = _groups_from_quarters(A, labels, near, rng)
+    for _ in range(rounds):
+        new, cost = _quarters_from_groups(A, groups, labels)
+        if np.array_equal(new, labels):
+            return cost, groups, labels, True
+        labels = new
+        groups = _groups_from_quarters(A, labels, near, rng)
+    return _quarters_from_groups(A, groups, labels)[1], groups, labels, False
+
+
 def level_two_groups(A, random_state=None):
     """Row groups and column quarters of level 2 of a noisy butterfly of block rank 2.
 
@@ -613,19 +640,16 @@ def level_two_groups(A, random_state=None):
         fit = np.maximum(w[..., :2], 0).sum(axis=(1, 2)) / energy[quads].sum(axis=1)
         checks.append((fit.reshape(anchors.size, -1).min(axis=1).sum(), k, labels))
     checks.sort(key=lambda c: c[:2])
-    best = None
-    for _, _, labels in checks[:_REFINED]:
-        groups = _groups_from_quarters(A, labels, near, rng)
-        for _ in range(_ROUNDS):
-            new, cost = _quarters_from_groups(A, groups, labels)
-            if np.array_equal(new, labels):
-                break
-            labels = new
-            groups = _groups_from_quarters(A, labels, near, rng)
-        else:
-            cost = _quarters_from_groups(A, groups, labels)[1]
-        if best is None or cost < best[0]:
-            best = cost, groups, labels
-    _, groups, labels = best
+    # A few rounds each, then the best one until it is stable.
+    best = min(
+        (
+            _alternate(A, labels, near, rng, _FIRST_ROUNDS)
+            for *_, labels in checks[:_REFINED]
+        ),
+        key=lambda b: b[0],
+    )
+    if not best[-1]:
+        best = _alternate(A, best[2], near, rng, _ROUNDS)
+    _, groups, labels, _ = best
     quarters = np.stack([np.flatnonzero(labels == k) for k in range(4)])
     return groups.astype(np.int64), quarters.astype(np.int64)
