@@ -48,10 +48,20 @@ final reassignment ``O(N**2 log N + (N / 8)**3)``; a constant number of
 block-identification idea of Zheng, Puy, Riccietti, Pérez and Gribonval
 (arXiv:2307.00820), with least-squares fits and matching in place of their
 spectral clustering. At block rank two or more, an exact butterfly of block
-rank two is first identified by :mod:`skbutterfly._orderings_rank`; anything
-else (noise, rank three or more) is not (at the first levels every grouping
-fits a block rank ``r`` when groups have at most ``r`` members): the
-rank-one criterion is used as a heuristic.
+rank two is first identified by :mod:`skbutterfly._orderings_rank`. At
+block rank two, anything else (noise) is searched by least squares as
+well: level 1 holds for any grouping (groups of 2 rows), so level 2 (rows
+in fours, columns in quarters) is found first
+(:func:`~skbutterfly._orderings_rank.level_two_groups`), then the levels
+above as at rank one, with blocks compressed to rank two and pairs scored by
+their energy beyond rank two; the search runs once from the rows and once
+from the columns (on the transpose in bit-reversed order, where level 2
+holds the columns' smallest groups), and the best of the two orderings and
+of the rows of the first with the columns of the second (by the energy
+beyond rank two of the blocks of every split) is kept. At rank three or
+more (at the first levels every grouping fits a block rank ``r`` when
+groups have at most ``r`` members), the rank-one criterion is used as a
+heuristic.
 """
 
 # Authors: The skbutterfly developers
@@ -479,7 +489,9 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, rank=1, random_state
         Block rank of the butterfly sought. From 2 on, the orderings of an
         exact butterfly of block rank 2 are identified first
         (:func:`~skbutterfly._orderings_rank.learn_rank_two`); when there is
-        none, the rank-one criterion is used as a heuristic.
+        none, rank 2 is searched by least squares (see the module's
+        docstring), and rank 3 or more uses the rank-one criterion as a
+        heuristic.
     random_state : int, RandomState instance or None, default=None
         Seeds the random draws of the splits and sketches (the result is a
         deterministic function of ``A`` and the seed).

@@ -43,6 +43,21 @@ Gribonval (arXiv:2307.00820), with exact incidence tests in place of their
 spectral clustering. It needs exact data: errors of about ``1e-12`` of
 the largest entries pass, ``1e-8`` do not (nor do single-precision inputs),
 and noisier matrices are answered ``None``.
+
+Noisy input: :func:`level_two_groups` finds the groups of level 2 (rows in
+fours, columns in quarters) by least squares instead, robust to noise of
+about 1 % (the caller then merges the levels above, as at rank one). The
+rows of one group have similar profiles of their entries' sizes (they share
+a plane on each quarter), so each row's nearest rows by that profile give
+candidate groups; four rows of one group see the columns on four planes
+through 0, one per quarter, which random pairs of columns propose; the
+proposals of a few anchor rows that fit best, and under which the anchors'
+candidate groups fit best, are refined by alternating fits: row groups on
+given quarters (each row and a near one span a plane on every quarter; the
+two rows closest to those planes complete its group; groups are taken
+cheapest first) and quarters on given groups (each column on the quarter
+whose planes, fitted without it, leave the least of it, ``N / 4`` per
+quarter by an optimal assignment).
 """
 
 # Authors: The skbutterfly developers
@@ -585,23 +600,26 @@ def level_two_groups(A, random_state=None):
 
     Level 2 groups the rows in fours and the columns in quarters; every
     (row group, quarter) block has rank 2 (level 1 takes any nested
-    grouping). Found by least squares, so that noise averages out: rows of
-    one group have similar profiles of their entries' sizes, so each row's
-    nearest rows give candidate groups; the columns seen through four rows
-    of one group lie on four planes (:func:`_split_planes`), and the
-    candidate of a few anchor rows that fits planes best proposes the
-    quarters; then the row groups are found on the quarters
-    (:func:`_groups_from_quarters`) and the quarters refit to all the row
-    groups, alternately (``_ROUNDS``). The cost is ``O(N**2)`` operations
-    per round (with a constant of a few hundred) and a few ``N x N``
-    temporaries.
+    grouping). Found by least squares, so that noise averages out (see the
+    module's docstring): candidate groups of ``_ANCHORS`` anchor rows (the
+    largest) among their nearest rows by profile, the quarters that their
+    columns' planes propose (:func:`_split_planes`), checked against all
+    the candidates, then ``_REFINED`` of them refined by alternating row
+    groups (:func:`_groups_from_quarters`) and quarters
+    (:func:`_quarters_from_groups`), ``_FIRST_ROUNDS`` rounds each; the one
+    that leaves the least beyond rank 2 goes on until it is stable (at most
+    ``_ROUNDS``). A round costs ``O(N**2)`` operations (with a constant of a
+    few hundred) and an optimal assignment of the columns to the quarters
+    (``O(N**3)`` at worst, fast in practice); a few ``N x N`` temporaries.
+    Any input gets valid groups.
 
     Parameters
     ----------
     A : ndarray of shape (N, N)
         ``N`` a power of two, at least 16.
     random_state : int, RandomState instance or None, default=None
-        Seeds the proposals and sketches.
+        Seeds the proposals and sketches (the result is a deterministic
+        function of ``A`` and the seed).
 
     Returns
     -------
@@ -609,6 +627,23 @@ def level_two_groups(A, random_state=None):
         The rows of each group.
     quarters : ndarray of int64 of shape (4, N // 4)
         The columns of each quarter, in increasing order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly._orderings_rank import level_two_groups
+    >>> from skbutterfly.datasets import random_butterfly
+    >>> rng = np.random.default_rng(0)
+    >>> A = random_butterfly(64, rank=2, random_state=0).toarray()
+    >>> rows, cols = rng.permutation(64), rng.permutation(64)
+    >>> S = A[rows][:, cols]  # row i of S at position rows[i]
+    >>> E = rng.standard_normal(S.shape)
+    >>> S += 0.01 * np.linalg.norm(S) / np.linalg.norm(E) * E  # 1 % noise
+    >>> groups, quarters = level_two_groups(S, random_state=0)
+    >>> all(np.unique(rows[g] % 16).size == 1 for g in groups)
+    True
+    >>> all(np.unique(cols[q] // 16).size == 1 for q in quarters)
+    True
     """
     rng = check_random_state(random_state)
     A = np.asarray(A, dtype=np.result_type(A.dtype, np.float64))
