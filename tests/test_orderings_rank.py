@@ -233,3 +233,10 @@ def test_level_two_groups_of_unstructured_input_are_valid(complex_):
         assert groups.shape == (N // 4, 4) and quarters.shape == (4, N // 4)
         assert np.array_equal(np.sort(groups.ravel()), np.arange(N))
         assert np.array_equal(np.sort(quarters.ravel()), np.arange(N))
+
+
+def test_noisy_rank_two_learn_is_deterministic_for_a_seed():
+    S, _, _ = _shuffled_rank_two(32, False, 6, noise=0.01)
+    runs = [learn_orderings(S, rank=2, random_state=5) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
