@@ -3,7 +3,7 @@
 Four tables, one run:
 
 1. **Shuffled exact butterflies** (rows and columns shuffled by random
-   permutations), real and complex, block rank 1 and 2, and rank 1 with 1 %
+   permutations), real and complex, block rank 1 and 2, with and without 1 %
    Gaussian noise, plus shuffled DFT and Hadamard: the fraction of draws where
    ``"learn"`` reaches a relative error <= 1e-10 (noisy: <= 1.1 x the noise),
    the median and the largest error.
@@ -36,8 +36,8 @@ the small batched eigensolvers many times slower.
 N = 1024 and J = 2, tables 3 and 4 at N = 1024 and 256); ``--full`` runs the
 issue's sizes (table 1 up to N = 1024 with 20 draws, table 2 at N = 1024 and
 4096 and J = 2..6, table 4 at N = 256 and 4096); ``--tables``, ``--sizes``,
-``--ranks`` (of table 1), ``--depths``, ``--dct-sizes`` and ``--no-learn``
-select parts.
+``--ranks``, ``--shuffled-sizes`` and ``--draws`` (of table 1), ``--depths``,
+``--dct-sizes`` and ``--no-learn`` select parts.
 """
 
 import argparse
@@ -83,6 +83,7 @@ def table_shuffled(sizes, draws, ranks=(1, 2)):
         ("real, rank 1, 1% noise", np.float64, 1, 0.01),
         ("complex, rank 1, 1% noise", np.complex128, 1, 0.01),
         ("real, rank 2, 1% noise", np.float64, 2, 0.01),
+        ("complex, rank 2, 1% noise", np.complex128, 2, 0.01),
     ]
     kinds = [kind for kind in kinds if kind[2] in ranks]
     for N in sizes:
@@ -394,6 +395,10 @@ def main():
         "--ranks", type=int, nargs="+", default=[1, 2], help="block ranks of table 1"
     )
     parser.add_argument("--sizes", type=int, nargs="+", help="sizes of table 2")
+    parser.add_argument(
+        "--shuffled-sizes", type=int, nargs="+", help="sizes of table 1"
+    )
+    parser.add_argument("--draws", type=int, help="draws of table 1")
     parser.add_argument("--dct-sizes", type=int, nargs="+", help="sizes of table 4")
     parser.add_argument(
         "--depths", type=int, nargs="+", help="depths J of table 2 (rank 8)"
@@ -405,8 +410,8 @@ def main():
     full = args.full
     if 1 in args.tables:
         table_shuffled(
-            [64, 256, 1024] if full else [64, 256],
-            draws=20 if full else 5,
+            args.shuffled_sizes or ([64, 256, 1024] if full else [64, 256]),
+            draws=args.draws or (20 if full else 5),
             ranks=args.ranks,
         )
     if 2 in args.tables:

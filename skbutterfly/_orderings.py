@@ -52,10 +52,20 @@ exchanges (``O(N**2)`` per level and exchange); a constant number of
 block-identification idea of Zheng, Puy, Riccietti, Pérez and Gribonval
 (arXiv:2307.00820), with least-squares fits and matching in place of their
 spectral clustering. At block rank two or more, an exact butterfly of block
-rank two is first identified by :mod:`skbutterfly._orderings_rank`; anything
-else (noise, rank three or more) is not (at the first levels every grouping
-fits a block rank ``r`` when groups have at most ``r`` members): the
-rank-one criterion is used as a heuristic.
+rank two is first identified by :mod:`skbutterfly._orderings_rank`. At
+block rank two, anything else (noise) is searched by least squares as
+well: level 1 holds for any grouping (groups of 2 rows), so level 2 (rows
+in fours, columns in quarters) is found first
+(:func:`~skbutterfly._orderings_rank.level_two_groups`), then the levels
+above as at rank one, with blocks compressed to rank two and pairs scored by
+their energy beyond rank two; the search runs once from the rows and once
+from the columns (on the transpose in bit-reversed order, where level 2
+holds the columns' smallest groups), and the best of the two orderings and
+of the rows of the first with the columns of the second (by the energy
+beyond rank two of the blocks of every split) is kept. At rank three or
+more (at the first levels every grouping fits a block rank ``r`` when
+groups have at most ``r`` members), the rank-one criterion is used as a
+heuristic.
 """
 
 # Authors: The skbutterfly developers
@@ -72,7 +82,7 @@ from threadpoolctl import threadpool_limits
 from skbutterfly._block_svd import low_rank_blocks
 from skbutterfly._ks import pair_dims
 from skbutterfly._orderings_polish import polish_subtrees
-from skbutterfly._orderings_rank import learn_rank_two
+from skbutterfly._orderings_rank import learn_rank_two, level_two_groups
 from skbutterfly._parallel import map_chunks
 from skbutterfly._permutations import auto_candidates, bit_reversal_permutation
 from skbutterfly._split import MIN_CHUNK, fused_range, gather_root_blocks
@@ -124,6 +134,10 @@ _SKETCH = 1024
 
 # Entries of the temporaries of the pair scores computed at once.
 _PAIR_CHUNK = 2**19
+
+# Partners of each row group whose pair cost beyond the block rank is
+# computed exactly (the others are bounded).
+_EXACT_PARTNERS = 8
 
 # Rounds of mutual-nearest-neighbour matching before the greedy rest, and
 # the worst-fitting pairs whose swaps a matching sweep tries first.
@@ -279,9 +293,11 @@ def _pair_costs(Z, rng):
     ``[[p, x], [x*, q]]``. Column groups longer than ``_SKETCH`` are sketched
     first. Returns ``(g, g)`` with an infinite diagonal.
     """
-    g, c, _, n = Z.shape
+    g, c, rho, n = Z.shape
     if n > _SKETCH:
         Z = Z @ (rng.standard_normal((n, _SKETCH)) / np.sqrt(_SKETCH))
+    if rho > 1:
+        return _pair_costs_rank(Z)
     V = np.moveaxis(Z[:, :, 0], 1, 0)  # (c, g, n)
     p = np.sum(np.abs(V) ** 2, axis=2)
     D = np.empty((g, g))
@@ -304,6 +320,40 @@ def _pair_costs(Z, rng):
         cross /= top
         D[lo:hi, lo:] = -cross.sum(axis=0)
         D[lo:, lo:hi] = D[lo:hi, lo:].T
+    np.fill_diagonal(D, np.inf)
+    return D
+
+
+def _pair_costs_rank(Z):
+    """:func:`_pair_costs` for compressed blocks of ``rho > 1`` rows.
+
+    Entry ``(a, b)`` bounds the energy beyond rank ``rho`` of the blocks
+    ``[Z[a, k]; Z[b, k]]`` by the energy of one group off the row space of
+    the other (the smaller of the two, zero when the groups merge), and is
+    that energy exactly (the ``rho`` smallest eigenvalues of the Gram
+    matrices, summed) for the ``_EXACT_PARTNERS`` best partners of each group.
+    """
+    g, c, rho, n = Z.shape
+    V = np.moveaxis(Z, 1, 0)  # (c, g, rho, n)
+    Q = np.conj(np.swapaxes(np.linalg.qr(np.conj(np.swapaxes(V, -1, -2)))[0], -1, -2))
+    energy = np.sum(np.abs(V) ** 2, axis=(-2, -1))  # (c, g)
+    D = np.empty((g, g))
+    step = max(1, _PAIR_CHUNK // (c * g * rho**2))
+    for lo in range(0, g, step):
+        hi = min(g, lo + step)
+        cross = Q[:, lo:hi].reshape(c, -1, n) @ np.conj(V.reshape(c, -1, n)).swapaxes(
+            1, 2
+        )
+        kept = np.sum(np.abs(cross.reshape(c, hi - lo, rho, g, rho)) ** 2, axis=(2, 4))
+        D[lo:hi] = np.maximum(energy[:, None] - kept, 0).sum(axis=0)
+    D = np.minimum(D, D.T)
+    k = min(_EXACT_PARTNERS, g - 1)
+    near = np.argpartition(D + np.diag(np.full(g, np.inf)), k - 1, axis=1)[:, :k]
+    a = np.repeat(np.arange(g), near.shape[1])
+    b = near.ravel()
+    M = np.concatenate([V[:, a], V[:, b]], axis=2)  # (c, pairs, 2 rho, n)
+    w = np.linalg.eigvalsh(_gram(M))
+    D[a, b] = D[b, a] = np.maximum(w[..., :rho], 0).sum(axis=(0, -1))
     np.fill_diagonal(D, np.inf)
     return D
 
@@ -444,7 +494,9 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, rank=1, random_state
         Block rank of the butterfly sought. From 2 on, the orderings of an
         exact butterfly of block rank 2 are identified first
         (:func:`~skbutterfly._orderings_rank.learn_rank_two`); when there is
-        none, the rank-one criterion is used as a heuristic.
+        none, rank 2 is searched by least squares (see the module's
+        docstring), and rank 3 or more uses the rank-one criterion as a
+        heuristic.
     random_state : int, RandomState instance or None, default=None
         Seeds the random draws of the splits and sketches (the result is a
         deterministic function of ``A`` and the seed).
@@ -475,20 +527,60 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, rank=1, random_state
         )
         if found is not None:
             return found
-    rank = 1  # the blocks fitted (see the module's docstring)
     N = A.shape[0]
     if N < 2:
         return np.arange(N, dtype=np.int64), np.arange(N, dtype=np.int64)
-    L = N.bit_length() - 1
     A = np.asarray(A, dtype=np.result_type(A.dtype, np.float64))
+    if rank == 2 and learn_rows and learn_cols and N >= 16:
+        # Level 2 is found robustly on each side: once from the rows, once
+        # from the columns (the transpose, in bit-reversed order on both
+        # sides, is a butterfly whose rows are the columns); the rows of
+        # the first and the columns of the second are tried too.
+        rev = bit_reversal_permutation(N)
+        first = _learn_trees(A, True, True, 2, rng)
+        cols, rows = _learn_trees(A.T, True, True, 2, rng)
+        second = rows[rev], cols[rev]
+        tries = [first, second, (first[0], second[1])]
+        return min(tries, key=lambda t: _split_residual(A[t[0]][:, t[1]], 2))
+    return _learn_trees(A, learn_rows, learn_cols, 1, rng)
+
+
+def _split_residual(M, rank):
+    """Energy of the ordered ``M`` beyond rank ``rank`` in the blocks of every split."""
+    N = M.shape[0]
+    L = N.bit_length() - 1
+    total = 0.0
+    for i in range(1, L):
+        s = L - i
+        if min(2**i, 2**s) <= rank:  # every grouping fits
+            continue
+        blocks = M.reshape(2**i, 2**s, 2**i, 2**s).transpose(1, 2, 0, 3)
+        if i > s:
+            blocks = np.swapaxes(blocks, -1, -2)
+        w = np.linalg.eigvalsh(_gram(blocks))
+        total += np.maximum(w[..., :-rank], 0).sum()
+    return total
+
+
+def _learn_trees(A, learn_rows, learn_cols, rank, rng):
+    """The level-by-level search of :func:`learn_orderings` (``rank`` 1 or 2)."""
+    N = A.shape[0]
+    L = N.bit_length() - 1
     # Row groups of the current level (each listed in position order), column
     # groups (likewise), and the compressed rows of every (row group, column
     # group) block: X[g, h] spans the rows of A[rows[g]][:, cols[h]].
-    rows = np.arange(N, dtype=np.int64)[:, None]
-    cols = np.arange(N, dtype=np.int64)[None, :]
-    X = A[:, None, None, :]
+    if rank == 2:
+        # Level 2 by least squares, then the levels above at block rank 2.
+        rows, cols = level_two_groups(A, random_state=rng)
+        X = _compress(np.swapaxes(A[rows][:, :, cols], 1, 2), rank)
+        start = 3
+    else:
+        rows = np.arange(N, dtype=np.int64)[:, None]
+        cols = np.arange(N, dtype=np.int64)[None, :]
+        X = A[:, None, None, :]
+        start = 1
     exact_levels = True
-    for i in range(1, L):
+    for i in range(start, L):
         half = N >> i  # rows: known partners are this many groups apart
         if learn_cols:
             hypotheses = _split_hypotheses(X, half, learn_rows, rank, rng)
@@ -520,7 +612,11 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, rank=1, random_state
     # level was exact).
     if exact_levels:
         return row_perm, perm
-    for polish in (_polish_rows, polish_subtrees):
+    # The subtree exchanges score rank-one merges: rank 1 only.
+    polishes = [partial(_polish_rows, rank=rank)]
+    if rank == 1:
+        polishes.append(polish_subtrees)
+    for polish in polishes:
         if learn_rows:
             row_perm = row_perm[polish(A[row_perm][:, perm])]
         if learn_cols:
@@ -531,39 +627,54 @@ def learn_orderings(A, *, learn_rows=True, learn_cols=True, rank=1, random_state
     return row_perm, perm
 
 
-def _position_costs(X, fits, positions):
-    """Residual of the rows ``X`` off the rank-one fits of the groups of ``positions``.
+def _position_costs(X, fits, positions, leverages=None):
+    """Residual of the rows ``X`` off the fits of the groups of ``positions``.
 
-    ``fits`` holds, per level, the unit row direction of every (row group,
-    column group) block, ``(2**s, 2**i, 2**s)``; a row at position ``t``
-    belongs to row group ``t mod 2**s``. ``positions`` of shape
-    ``(n_rows,)`` gives each row's cost at its own position; of shape
+    ``fits`` maps levels ``i`` to the orthonormal row directions of every
+    (row group, column group) block, ``(2**s, 2**i, rank, 2**s)``; a row at
+    position ``t`` belongs to row group ``t mod 2**s``. ``positions`` of
+    shape ``(n_rows,)`` gives each row's cost at its own position; of shape
     ``(1, n_pos)``, every row's cost at every position, ``(n_rows, n_pos)``.
+    With ``leverages`` (per level, each row's leverage in its blocks,
+    ``(2**s, 2**i, 2**i)``), a row's own residual in a block is divided by
+    ``(1 - leverage)**2``: about its residual off the fit without it.
     """
     N = X.shape[1]
     L = N.bit_length() - 1
-    cost = np.sum(np.abs(X) ** 2, axis=1) * len(fits)
+    energy = np.sum(np.abs(X) ** 2, axis=1)
+    cost = energy * len(fits)
     if positions.ndim == 2:
         cost = np.repeat(cost[:, None], positions.shape[1], axis=1)
-    for i, V in enumerate(fits, start=1):
+    for i, V in fits.items():
         s = L - i
-        x = X.reshape(len(X), 2**i, 2**s)
+        x = X.reshape(len(X), 2**i, 1, 2**s)
         if positions.ndim == 1:
-            kept = np.sum(x * np.conj(V[positions % 2**s]), axis=-1)
-            cost -= np.sum(np.abs(kept) ** 2, axis=-1)
+            kept = np.sum(
+                np.abs(np.sum(x * np.conj(V[positions % 2**s]), axis=-1)) ** 2, axis=-1
+            )
+            if leverages is None:
+                cost -= np.sum(kept, axis=-1)
+            else:
+                h = leverages[i][positions % 2**s, :, positions // 2**s]
+                resid = np.maximum(np.sum(np.abs(x[:, :, 0]) ** 2, axis=-1) - kept, 0)
+                resid /= np.maximum(1 - h, np.sqrt(np.finfo(float).eps)) ** 2
+                cost += resid.sum(axis=-1) - energy
         else:
             groups, where = np.unique(positions[0] % 2**s, return_inverse=True)
-            kept = np.einsum("rck,uck->ruc", x, np.conj(V[groups]))
-            cost -= np.sum(np.abs(kept) ** 2, axis=-1)[:, where]
+            kept = np.einsum("rcjk,uctk->ruct", x, np.conj(V[groups]))
+            cost -= np.sum(np.abs(kept) ** 2, axis=(-2, -1))[:, where]
     return cost
 
 
-def _polish_rows(M, rounds=4):
+def _polish_rows(M, rank=1, rounds=4):
     """Reassign the rows of the ordered matrix ``M`` that fit their position worst.
 
-    The cost of a row at a position is its residual off the rank-one fits of
-    the blocks of the row groups that the position belongs to, summed over
-    the levels (the groups being those of ``M``'s current order). The
+    The cost of a row at a position is its residual off the rank-``rank``
+    fits of the blocks of the row groups that the position belongs to,
+    summed over the levels whose blocks have more than ``rank`` rows and
+    columns (the groups being those of ``M``'s current order; from rank 2
+    on, a row's residual at its own position is corrected for its share in
+    the fits, which it would otherwise pull to itself). The
     ``max(16, N / 8)`` rows of largest cost at their own position are then
     placed on their positions by an optimal assignment (a row-by-row
     improvement of the level-by-level search, whose early choices only see
@@ -575,14 +686,20 @@ def _polish_rows(M, rounds=4):
     k = min(N, max(16, N // 8))
     for _ in range(rounds):
         X = M[order]
-        # Unit row directions of every block of every level: rows grouped by
+        # Row directions of every block of every level: rows grouped by
         # position mod 2**s, columns by position // 2**s.
-        fits = []
+        fits, leverages = {}, {}
         for i in range(1, L):
             s = L - i
+            if min(2**i, 2**s) <= rank:  # every grouping fits
+                continue
             blocks = X.reshape(2**i, 2**s, 2**i, 2**s).transpose(1, 2, 0, 3)
-            _, _, Vh = np.linalg.svd(blocks, full_matrices=False)
-            fits.append(Vh[..., 0, :])  # (2**s groups, 2**i col groups, 2**s)
+            U, _, Vh = np.linalg.svd(blocks, full_matrices=False)
+            # (2**s groups, 2**i col groups, rank, 2**s)
+            fits[i] = Vh[..., :rank, :]
+            leverages[i] = np.sum(np.abs(U[..., :rank]) ** 2, axis=-1)
+        if not fits:
+            break
         # Each row's cost at its own position: its own group at every level.
         own = _position_costs(X, fits, np.arange(N))
         suspects = np.sort(np.argsort(-own, kind="stable")[:k])

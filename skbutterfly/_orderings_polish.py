@@ -28,9 +28,11 @@ changes only the merges on the paths from ``a`` and ``b`` up to the level
 where the paths meet: the gain of every exchange of groups within one
 group of level ``i + depth`` is computed from the compressed rows at once
 (``O(N)`` per exchange and level). The best exchange in each group of level
-``i + depth`` is made (these do not interact below that level), and kept
-when the tree cost, recomputed, decreases (else the best one alone is
-tried); levels are swept bottom up until no exchange helps.
+``i + depth`` is made (these do not interact below that level), or the
+best one alone, whichever leaves the lower tree cost, recomputed; it is
+kept when that cost decreases. Each round takes the level whose best
+exchange gains most (a bottom-up sweep makes spurious exchanges at low
+levels before the real one above them), until no exchange helps.
 """
 
 # Authors: The skbutterfly developers
@@ -40,9 +42,8 @@ import numpy as np
 
 # Exchanges are tried between groups of one group this many levels up.
 _DEPTH = 3
-# Exchanges kept per level and sweep, at most, and sweeps over the levels.
-_ROUNDS = 8
-_SWEEPS = 3
+# Rounds of exchanges (one level's each) per level of the tree, at most.
+_ROUNDS = 3
 # Entries of the temporaries of the gains computed at once.
 _CHUNK = 2**22
 
@@ -153,24 +154,23 @@ def _exchange(order, L, i, a, b):
     return new
 
 
-def polish_subtrees(M, *, depth=_DEPTH, rounds=_ROUNDS, sweeps=_SWEEPS):
+def polish_subtrees(M, *, depth=_DEPTH, rounds=_ROUNDS):
     """Reorder the rows of the ordered matrix ``M`` by exchanging subtrees.
 
-    See the module's docstring: at each level from the bottom, the exchanges
-    of two groups (within one group ``depth`` levels up) that lower the
-    tree cost most are made, while some do (at most ``rounds`` per level),
-    for at most ``sweeps`` sweeps over the levels. The tree cost never
-    increases. Each round costs ``O(N**2 depth)`` operations (the gains of
-    all the level's candidate exchanges, then the new tree), so
-    ``O(N**2 log N)`` in all for the default bounds, and a constant number
-    of ``N x N`` arrays.
+    See the module's docstring: each round finds the level whose best
+    exchange of two groups (within one group ``depth`` levels up) gains
+    most, and makes that level's exchanges; rounds continue while the tree
+    cost decreases, at most ``rounds`` per level of the tree. The tree cost
+    never increases. Each round costs ``O(N**2 depth)`` operations (the
+    gains of every candidate exchange of every level, then the new tree),
+    so ``O(N**2 log N)`` in all, and a constant number of ``N x N`` arrays.
 
     Parameters
     ----------
     M : ndarray of shape (N, N)
         ``N`` a power of two, rows and columns in the order of a rank-one
         butterfly's trees.
-    depth, rounds, sweeps : int
+    depth, rounds : int
         The search's bounds.
 
     Returns
@@ -203,36 +203,39 @@ def polish_subtrees(M, *, depth=_DEPTH, rounds=_ROUNDS, sweeps=_SWEEPS):
         return order
     rows, losses = _tree(M)
     cost = sum(float(loss.sum()) for loss in losses)
-    for _ in range(sweeps):
-        changed = False
-        for i in range(L - 1):
-            a, b = _exchanges(L, i, depth)
+    candidates = [_exchanges(L, i, depth) for i in range(L - 1)]
+    chunk = max(1, _CHUNK // (4 * N))
+    for _ in range(rounds * L):
+        # The level whose best exchange gains most, over all the levels.
+        best = None
+        for i, (a, b) in enumerate(candidates):
             if not a.size:
                 continue
-            chunk = max(1, _CHUNK // (4 * N))
-            for _ in range(rounds):
-                gain = np.concatenate(
-                    [
-                        _gains(rows, losses, i, a[k : k + chunk], b[k : k + chunk])
-                        for k in range(0, a.size, chunk)
-                    ]
-                )
-                batch = _independent(gain, a, 1 << max(L - i - depth, 0))
-                if not batch.size:
-                    break
-                # All the independent exchanges at once, else the best alone.
-                for kept in (batch, batch[:1]):
-                    new = order
-                    for k in kept:
-                        new = _exchange(new, L, i, a[k], b[k])
-                    new_rows, new_losses = _tree(M[new])
-                    new_cost = sum(float(loss.sum()) for loss in new_losses)
-                    if new_cost < cost:
-                        break
-                if new_cost >= cost:
-                    break
-                order, rows, losses, cost = new, new_rows, new_losses, new_cost
-                changed = True
-        if not changed:
+            gain = np.concatenate(
+                [
+                    _gains(rows, losses, i, a[k : k + chunk], b[k : k + chunk])
+                    for k in range(0, a.size, chunk)
+                ]
+            )
+            if gain.min() < 0 and (best is None or gain.min() < best[1].min()):
+                best = i, gain
+        if best is None:
             break
+        i, gain = best
+        a, b = candidates[i]
+        batch = _independent(gain, a, 1 << max(L - i - depth, 0))
+        # All the independent exchanges at once or the best alone, whichever
+        # leaves the lower tree cost (the gains are local).
+        found = None
+        for kept in (batch, batch[:1]) if batch.size > 1 else (batch,):
+            new = order
+            for k in kept:
+                new = _exchange(new, L, i, a[k], b[k])
+            tree = _tree(M[new])
+            new_cost = sum(float(loss.sum()) for loss in tree[1])
+            if found is None or new_cost < found[0]:
+                found = new_cost, new, tree
+        if found[0] >= cost:
+            break
+        cost, order, (rows, losses) = found
     return order

@@ -43,12 +43,30 @@ Gribonval (arXiv:2307.00820), with exact incidence tests in place of their
 spectral clustering. It needs exact data: errors of about ``1e-12`` of
 the largest entries pass, ``1e-8`` do not (nor do single-precision inputs),
 and noisier matrices are answered ``None``.
+
+Noisy input: :func:`level_two_groups` finds the groups of level 2 (rows in
+fours, columns in quarters) by least squares instead, robust to noise of
+about 1 % (the caller then merges the levels above, as at rank one). The
+rows of one group have similar profiles of their entries' sizes (they share
+a plane on each quarter), so each row's nearest rows by that profile give
+candidate groups; four rows of one group see the columns on four planes
+through 0, one per quarter, which random pairs of columns propose; the
+proposals of a few anchor rows that fit best, and under which the anchors'
+candidate groups fit best, are refined by alternating fits: row groups on
+given quarters (each row and a near one span a plane on every quarter; the
+two rows closest to those planes complete its group; groups are taken
+cheapest first) and quarters on given groups (each column on the quarter
+whose planes, fitted without it, leave the least of it, ``N / 4`` per
+quarter by an optimal assignment).
 """
 
 # Authors: The skbutterfly developers
 # SPDX-License-Identifier: BSD-3-Clause
 
+import itertools
+
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from sklearn.utils import check_random_state
 
 from skbutterfly._permutations import bit_reversal_permutation
@@ -366,3 +384,308 @@ def learn_rank_two(A, *, learn_rows=True, learn_cols=True, random_state=None):
         order = np.lexsort([identity, *(rows[level] for level in levels)])
         row_perm = order[bit_reversal_permutation(N)]
     return row_perm.astype(np.int64), perm.astype(np.int64)
+
+
+# Noisy input: the groups of level 2 by least squares.
+
+# Nearest rows (by the profiles of their entries) tried as the partner of a
+# row, and the random pairs of points proposing each plane of a split.
+_PARTNERS = 4
+_PROPOSALS = 16
+
+# Anchor rows whose candidate groups propose the column quarters, candidate
+# partners of each, sweeps of the subspace fits, and the alternations of
+# quarters and row groups.
+_ANCHORS = 8
+_ANCHOR_PARTNERS = 6
+_CHECKED = 8
+_REFINED = 3
+_FIT_SWEEPS = 6
+_FIRST_ROUNDS = 3
+_ROUNDS = 8
+
+# Dimensions each quarter is sketched to when row groups are scored.
+_QUARTER_SKETCH = 16
+
+
+def _profiles(X):
+    """Unit rows of ``sqrt(|X|)``: rows of nearby groups have similar ones."""
+    P = np.sqrt(np.abs(X))
+    norms = np.linalg.norm(P, axis=1, keepdims=True)
+    return P / np.where(norms > 0, norms, 1)
+
+
+def _neighbours(P, k):
+    """The ``k`` rows of largest profile similarity to each row (``P`` unit rows)."""
+    S = P @ P.T
+    np.fill_diagonal(S, -np.inf)
+    k = min(k, len(P) - 1)
+    near = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(S, near, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(near, order, axis=1)
+
+
+def _residuals(Y, bases):
+    """Energy of the columns of ``Y`` (``(..., d, n)``) off the span of ``bases``."""
+    kept = np.sum(np.abs(np.conj(np.swapaxes(bases, -1, -2)) @ Y) ** 2, axis=-2)
+    return np.maximum(np.sum(np.abs(Y) ** 2, axis=-2) - kept, 0)
+
+
+def _top_basis(Y, mask):
+    """Orthonormal basis ``(..., d, 2)`` of the leading plane of ``Y[..., mask]``."""
+    G = (Y * mask[..., None, :]) @ np.conj(np.swapaxes(Y, -1, -2))
+    return np.linalg.eigh(G)[1][..., -2:]
+
+
+def _split_planes(Y, rng):
+    """Columns of ``Y`` (``(d, n)``) split into 4 sets, each near a plane through 0.
+
+    Each plane is proposed by random pairs of the remaining columns (drawn
+    by energy; the pair whose plane holds a quarter of them closest wins),
+    then the planes are refit and the columns reassigned (``_FIT_SWEEPS``).
+    Returns the residual of each column off each plane ``(4, n)`` and the
+    residual energy (each column on its nearest plane).
+    """
+    d, n = Y.shape
+    labels = np.full(n, 3)
+    free = np.arange(n)
+    energy = np.sum(np.abs(Y) ** 2, axis=0)
+    for part in range(3):
+        total = energy[free].sum()
+        w = energy[free] / total if total > 0 else None  # (uniform draws)
+        pairs = rng.choice(free.size, size=(_PROPOSALS, 2), p=w)
+        bases = np.linalg.qr(np.swapaxes(Y[:, free[pairs]], 0, 1).reshape(-1, d, 2))[0]
+        res = _residuals(Y[:, free][None], bases)  # (proposals, free)
+        near = np.argpartition(res, n // 4 - 1, axis=1)[:, : n // 4]
+        best = np.argmin(np.take_along_axis(res, near, axis=1).sum(axis=1))
+        labels[free[near[best]]] = part
+        free = np.flatnonzero(labels == 3)
+    for _ in range(_FIT_SWEEPS):
+        masks = labels == np.arange(4)[:, None]
+        res = _residuals(Y[None], _top_basis(np.broadcast_to(Y, (4, d, n)), masks))
+        labels = np.argmin(res, axis=0)
+    return res, res[labels, np.arange(n)].sum()
+
+
+def _balanced_labels(cost):
+    """Labels of ``n`` items, ``n / k`` per label, at least total ``cost`` (n x k)."""
+    n, k = cost.shape
+    _, where = linear_sum_assignment(np.repeat(cost, n // k, axis=1))
+    return where // (n // k)
+
+
+def _quarters_from_groups(A, groups, labels):
+    """Column quarters refit to the row ``groups`` (``(g, 4)``), from ``labels``.
+
+    The plane of each (group, quarter) block is fitted to its columns, each
+    column of the quarter being measured against the fit without it (a
+    large column placed wrongly would otherwise fit itself); the groups
+    that fit best for their energy (half of them) count. Each column then
+    goes to the quarter whose planes leave the least of it, ``N / 4`` per
+    quarter. Returns the labels and the residual of the blocks beyond rank
+    2 under the given labels.
+    """
+    Y = A[groups]  # (g, 4, N)
+    masks = labels == np.arange(4)[:, None]
+    fits = _level_two_cost(Y, masks)
+    ratio = fits / np.maximum(np.sum(np.abs(Y) ** 2, axis=(1, 2)), np.finfo(float).tiny)
+    Y = Y[ratio <= np.median(ratio)]
+    Z = Y[:, None] * masks[None, :, None, :]
+    grams = Z @ np.conj(np.swapaxes(Y, -1, -2))[:, None]  # (g, 4, 4, 4)
+    bases = np.linalg.eigh(grams)[1][..., -2:]
+    cost = _residuals(Y[:, None], bases).sum(axis=0)  # (4, N)
+    # Each column against the fit of its own quarter without it: one step
+    # of subspace iteration from the plane with it, (G - y y^H) U.
+    U = bases[:, labels]  # (g, N, 4, 2)
+    y = np.moveaxis(Y, -1, 1)  # (g, N, 4)
+    c = np.einsum("gnia,gni->gna", np.conj(U), y)
+    B = grams[:, labels] @ U - y[..., None] * np.conj(c[..., None, :])
+    M = np.conj(np.swapaxes(B, -1, -2)) @ B  # (g, N, 2, 2)
+    b = np.einsum("gnia,gni->gna", np.conj(B), y)
+    det = (M[..., 0, 0] * M[..., 1, 1]).real - np.abs(M[..., 0, 1]) ** 2
+    quad = (
+        M[..., 1, 1].real * np.abs(b[..., 0]) ** 2
+        + M[..., 0, 0].real * np.abs(b[..., 1]) ** 2
+        - 2 * (M[..., 0, 1] * b[..., 1] * np.conj(b[..., 0])).real
+    )
+    kept = quad / np.where(det > 0, det, np.inf)
+    loo = np.maximum(np.sum(np.abs(y) ** 2, axis=-1) - kept, 0).sum(axis=0)
+    cost[labels, np.arange(labels.size)] = loo
+    return _balanced_labels(cost.T), fits.sum()
+
+
+def _level_two_cost(Y, masks):
+    """Energy beyond rank 2 of the blocks of each group of ``Y`` (``(g, 4, N)``)."""
+    Z = Y[:, None] * masks[None, :, None, :]
+    w = np.linalg.eigvalsh(Z @ np.conj(np.swapaxes(Z, -1, -2)))
+    return np.maximum(w[..., :2], 0).sum(axis=(1, 2))
+
+
+def _groups_from_quarters(A, labels, near, rng):
+    """Rows grouped in fours, each group of rank 2 on every column quarter.
+
+    Each row and each of its nearest rows span a plane on each quarter
+    (sketched); the two rows closest to those planes complete the
+    candidate group, scored by its energy beyond rank 2; groups are taken
+    greedily, cheapest first, among the rows left (recomputed on them while
+    that places any), the last ones in order.
+    """
+    N = A.shape[0]
+    s = min(N // 4, _QUARTER_SKETCH)
+    X = np.stack(
+        [
+            A[:, labels == k] @ rng.standard_normal((N // 4, s)).astype(A.dtype)
+            for k in range(4)
+        ],
+        axis=1,
+    )  # (N, 4, s)
+    energy = np.sum(np.abs(X) ** 2, axis=(1, 2))
+    left = np.arange(N)
+    groups = []
+    while left.size > 4:
+        Xl = X[left]
+        nl = near if left.size == N else _neighbours(_profiles(A[left]), _PARTNERS)
+        nl = nl[:, :_PARTNERS]
+        cands = []
+        for t in range(nl.shape[1]):
+            pair = np.stack([np.arange(left.size), nl[:, t]], axis=1)  # (n, 2)
+            Y = np.swapaxes(Xl[pair], 1, 2)  # (n, 4, 2, s)
+            Q = np.linalg.qr(np.swapaxes(Y, -1, -2))[0]  # (n, 4, s, 2)
+            Qh = np.conj(np.swapaxes(Q, -1, -2)).reshape(left.size, 4, -1)
+            res = np.tile(energy[left], (left.size, 1))  # (n, n)
+            for k in range(4):
+                P = Qh[:, k].reshape(-1, s) @ Xl[:, k].T  # (2 n, n)
+                res -= (P.real**2 + P.imag**2).reshape(left.size, 2, -1).sum(axis=1)
+            res = np.maximum(res, 0) / np.maximum(energy[left], np.finfo(float).tiny)
+            res[np.arange(left.size)[:, None], pair] = np.inf
+            two = np.argpartition(res, 1, axis=1)[:, :2]
+            cands.append(np.concatenate([pair, two], axis=1))
+        cands = np.unique(np.sort(np.concatenate(cands), axis=1), axis=0)
+        Z = np.swapaxes(Xl[cands], 1, 2)  # (c, 4, 4, s)
+        w = np.linalg.eigvalsh(Z @ np.conj(np.swapaxes(Z, -1, -2)))
+        cost = np.maximum(w[..., :2], 0).sum(axis=(1, 2))
+        taken = np.zeros(left.size, dtype=bool)
+        found = 0
+        for c in np.argsort(cost, kind="stable"):
+            if not taken[cands[c]].any():
+                taken[cands[c]] = True
+                groups.append(left[cands[c]])
+                found += 1
+        left = left[~taken]
+        if not found:
+            break
+    if left.size:
+        groups.extend(left.reshape(-1, 4))
+    return np.array(groups)
+
+
+def _alternate(A, labels, near, rng, rounds):
+    """Row groups found on the quarters and quarters refit, alternately.
+
+    Returns the residual beyond rank 2, the groups, the quarters' labels
+    (those the groups were found on) and whether they are stable.
+    """
+    groups = _groups_from_quarters(A, labels, near, rng)
+    for _ in range(rounds):
+        new, cost = _quarters_from_groups(A, groups, labels)
+        if np.array_equal(new, labels):
+            return cost, groups, labels, True
+        labels = new
+        groups = _groups_from_quarters(A, labels, near, rng)
+    return _quarters_from_groups(A, groups, labels)[1], groups, labels, False
+
+
+def level_two_groups(A, random_state=None):
+    """Row groups and column quarters of level 2 of a noisy butterfly of block rank 2.
+
+    Level 2 groups the rows in fours and the columns in quarters; every
+    (row group, quarter) block has rank 2 (level 1 takes any nested
+    grouping). Found by least squares, so that noise averages out (see the
+    module's docstring): candidate groups of ``_ANCHORS`` anchor rows (the
+    largest) among their nearest rows by profile, the quarters that their
+    columns' planes propose (:func:`_split_planes`), checked against all
+    the candidates, then ``_REFINED`` of them refined by alternating row
+    groups (:func:`_groups_from_quarters`) and quarters
+    (:func:`_quarters_from_groups`), ``_FIRST_ROUNDS`` rounds each; the one
+    that leaves the least beyond rank 2 goes on until it is stable (at most
+    ``_ROUNDS``). A round costs ``O(N**2)`` operations (with a constant of a
+    few hundred) and an optimal assignment of the columns to the quarters
+    (``O(N**3)`` at worst, fast in practice); a few ``N x N`` temporaries.
+    Any input gets valid groups.
+
+    Parameters
+    ----------
+    A : ndarray of shape (N, N)
+        ``N`` a power of two, at least 16.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the proposals and sketches (the result is a deterministic
+        function of ``A`` and the seed).
+
+    Returns
+    -------
+    groups : ndarray of int64 of shape (N // 4, 4)
+        The rows of each group.
+    quarters : ndarray of int64 of shape (4, N // 4)
+        The columns of each quarter, in increasing order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbutterfly._orderings_rank import level_two_groups
+    >>> from skbutterfly.datasets import random_butterfly
+    >>> rng = np.random.default_rng(0)
+    >>> A = random_butterfly(64, rank=2, random_state=0).toarray()
+    >>> rows, cols = rng.permutation(64), rng.permutation(64)
+    >>> S = A[rows][:, cols]  # row i of S at position rows[i]
+    >>> E = rng.standard_normal(S.shape)
+    >>> S += 0.01 * np.linalg.norm(S) / np.linalg.norm(E) * E  # 1 % noise
+    >>> groups, quarters = level_two_groups(S, random_state=0)
+    >>> all(np.unique(rows[g] % 16).size == 1 for g in groups)
+    True
+    >>> all(np.unique(cols[q] // 16).size == 1 for q in quarters)
+    True
+    """
+    rng = check_random_state(random_state)
+    A = np.asarray(A, dtype=np.result_type(A.dtype, np.float64))
+    near = _neighbours(_profiles(A), max(_PARTNERS, _ANCHOR_PARTNERS))
+    energy = np.sum(np.abs(A) ** 2, axis=1)
+    anchors = np.argsort(-energy, kind="stable")[:_ANCHORS]
+    quads = np.array(
+        [
+            [a, *trio]
+            for a in anchors
+            for trio in itertools.combinations(near[a, :_ANCHOR_PARTNERS], 3)
+        ]
+    )
+    proposals = []
+    for quad in quads:
+        cost, res = _split_planes(A[quad], rng)
+        proposals.append((res / max(energy[quad].sum(), np.finfo(float).tiny), cost))
+    # The best-fitting proposals are checked against all the candidate
+    # groups (the quarters under which each anchor's best one fits best
+    # first); the best few are refined, alternately, and the one whose
+    # groups leave the least beyond rank 2 wins.
+    Y = A[quads]
+    checks = []
+    for k in np.argsort([p[0] for p in proposals], kind="stable")[:_CHECKED]:
+        labels = _balanced_labels(proposals[k][1].T)
+        masks = labels == np.arange(4)[:, None]
+        Z = Y[:, None] * masks[None, :, None, :]
+        w = np.linalg.eigvalsh(Z @ np.conj(np.swapaxes(Z, -1, -2)))
+        total = np.maximum(energy[quads].sum(axis=1), np.finfo(float).tiny)
+        fit = np.maximum(w[..., :2], 0).sum(axis=(1, 2)) / total
+        checks.append((fit.reshape(anchors.size, -1).min(axis=1).sum(), k, labels))
+    checks.sort(key=lambda c: c[:2])
+    # A few rounds each, then the best one until it is stable.
+    best = min(
+        (
+            _alternate(A, labels, near, rng, _FIRST_ROUNDS)
+            for *_, labels in checks[:_REFINED]
+        ),
+        key=lambda b: b[0],
+    )
+    if not best[-1]:
+        best = _alternate(A, best[2], near, rng, _ROUNDS)
+    _, groups, labels, _ = best
+    quarters = np.stack([np.flatnonzero(labels == k) for k in range(4)])
+    return groups.astype(np.int64), quarters.astype(np.int64)

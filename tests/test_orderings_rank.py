@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from skbutterfly import ButterflyFactorizer, butterfly_factorize
 from skbutterfly._orderings import learn_orderings
-from skbutterfly._orderings_rank import learn_rank_two, plane_groups
+from skbutterfly._orderings_rank import learn_rank_two, level_two_groups, plane_groups
 from skbutterfly.datasets import random_butterfly
 
 
@@ -25,12 +25,16 @@ def _same_partition(a, b):
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-def _shuffled_rank_two(N, complex_, seed):
+def _shuffled_rank_two(N, complex_, seed, noise=0.0):
     dtype = np.complex128 if complex_ else np.float64
     A = random_butterfly(N, rank=2, dtype=dtype, random_state=seed).toarray()
     rng = np.random.default_rng(seed)
     rows, cols = rng.permutation(N), rng.permutation(N)
-    return A[rows][:, cols], rows, cols
+    S = A[rows][:, cols]
+    if noise:
+        E = rng.standard_normal(S.shape)
+        S = S + noise * np.linalg.norm(S) / np.linalg.norm(E) * E
+    return S, rows, cols
 
 
 def _positions(perm):
@@ -183,3 +187,56 @@ def test_rounding_sized_errors_do_not_break_the_identification(complex_):
     row_perm, perm = learn_rank_two(S, random_state=0)
     B = butterfly_factorize(S, rank=2, permutation=perm, row_permutation=row_perm)
     assert _relative_error(S, B) <= 1e-11
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_level_two_groups_of_noisy_shuffled_rank_two_butterflies(complex_, seed):
+    # 1 % noise: the hidden groups of four rows and quarters of columns.
+    N = 64
+    S, rows, cols = _shuffled_rank_two(N, complex_, seed, noise=0.01)
+    groups, quarters = level_two_groups(S, random_state=seed)
+    assert np.array_equal(np.sort(groups.ravel()), np.arange(N))
+    assert np.array_equal(np.sort(quarters.ravel()), np.arange(N))
+    assert all(np.unique(rows[g] % (N // 4)).size == 1 for g in groups)
+    assert all(np.unique(cols[q] // (N // 4)).size == 1 for q in quarters)
+
+
+@pytest.mark.parametrize(
+    "N, complex_, seed",
+    [(16, False, 0), (32, True, 1)]
+    + [(64, False, s) for s in range(4)]
+    + [(64, True, 4), (128, False, 5)],
+)
+def test_learn_reaches_the_noise_on_noisy_shuffled_rank_two_butterflies(
+    N, complex_, seed
+):
+    noise = 0.01
+    S, rows, cols = _shuffled_rank_two(N, complex_, seed, noise=noise)
+    B = butterfly_factorize(
+        S, rank=2, permutation="learn", row_permutation="learn", random_state=seed
+    )
+    assert _relative_error(S, B) <= 1.1 * noise
+    # The rank-one criterion alone does not.
+    rows_, cols_ = learn_orderings(S, rank=1, random_state=seed)
+    plain = butterfly_factorize(S, rank=2, permutation=cols_, row_permutation=rows_)
+    assert _relative_error(S, plain) > 2 * noise
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_level_two_groups_of_unstructured_input_are_valid(complex_):
+    rng = np.random.default_rng(0)
+    for A in (rng.standard_normal((32, 32)), np.zeros((16, 16)), np.eye(16)):
+        A = A + 1j * A if complex_ else A
+        N = A.shape[0]
+        groups, quarters = level_two_groups(A, random_state=0)
+        assert groups.shape == (N // 4, 4) and quarters.shape == (4, N // 4)
+        assert np.array_equal(np.sort(groups.ravel()), np.arange(N))
+        assert np.array_equal(np.sort(quarters.ravel()), np.arange(N))
+
+
+def test_noisy_rank_two_learn_is_deterministic_for_a_seed():
+    S, _, _ = _shuffled_rank_two(32, False, 6, noise=0.01)
+    runs = [learn_orderings(S, rank=2, random_state=5) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
