@@ -670,10 +670,8 @@ def level_two_groups(A, random_state=None):
     for k in np.argsort([p[0] for p in proposals], kind="stable")[:_CHECKED]:
         labels = _balanced_labels(proposals[k][1].T)
         masks = labels == np.arange(4)[:, None]
-        Z = Y[:, None] * masks[None, :, None, :]
-        w = np.linalg.eigvalsh(Z @ np.conj(np.swapaxes(Z, -1, -2)))
         total = np.maximum(energy[quads].sum(axis=1), np.finfo(float).tiny)
-        fit = np.maximum(w[..., :2], 0).sum(axis=(1, 2)) / total
+        fit = _level_two_cost(Y, masks) / total
         checks.append((fit.reshape(anchors.size, -1).min(axis=1).sum(), k, labels))
     checks.sort(key=lambda c: c[:2])
     # A few rounds each, then the best one until it is stable.
