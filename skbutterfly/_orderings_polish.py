@@ -1,14 +1,17 @@
-"""Polishing a learned rank-one butterfly ordering by swapping subtrees.
+"""Polishing a learned butterfly ordering: rows reassigned, subtrees exchanged.
 
 Layer 3 (algorithms), pure functions on arrays.
 
 The orderings of :func:`~skbutterfly._orderings.learn_orderings` are built
 level by level, each level's pairing chosen on that level's residual alone.
-With noise, a pairing of low-energy groups that is as good as the right
-one at its own level can cost much more at the levels above it, and moving
-rows one at a time cannot undo it: the whole group (a subtree of the row
-tree) sits in the wrong place. This module scores a row tree as a whole and
-improves it by exchanging two subtrees of one level.
+:func:`polish_rows` reassigns the rows that fit their position worst, by an
+optimal assignment on their costs at every position summed over all the
+levels (any block rank). With noise, a pairing of low-energy groups that is
+as good as the right one at its own level can cost much more at the levels
+above it, and moving rows one at a time cannot undo it: the whole group (a
+subtree of the row tree) sits in the wrong place. :func:`polish_subtrees`
+(block rank one) scores a row tree as a whole and improves it by
+exchanging two subtrees of one level.
 
 With ``N = 2**L`` and the rows of the ordered matrix ``M`` at positions
 ``q``, the row groups of level ``l`` are ``{q : q mod 2**(L-l) = g}``; group
@@ -39,6 +42,7 @@ levels before the real one above them), until no exchange helps.
 # SPDX-License-Identifier: BSD-3-Clause
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 # Exchanges are tried between groups of one group this many levels up.
 _DEPTH = 3
@@ -238,4 +242,90 @@ def polish_subtrees(M, *, depth=_DEPTH, rounds=_ROUNDS):
         if found[0] >= cost:
             break
         cost, order, (rows, losses) = found
+    return order
+
+
+def _position_costs(X, fits, positions, leverages=None):
+    """Residual of the rows ``X`` off the fits of the groups of ``positions``.
+
+    ``fits`` maps levels ``i`` to the orthonormal row directions of every
+    (row group, column group) block, ``(2**s, 2**i, rank, 2**s)``; a row at
+    position ``t`` belongs to row group ``t mod 2**s``. ``positions`` of
+    shape ``(n_rows,)`` gives each row's cost at its own position; of shape
+    ``(1, n_pos)``, every row's cost at every position, ``(n_rows, n_pos)``.
+    With ``leverages`` (per level, each row's leverage in its blocks,
+    ``(2**s, 2**i, 2**i)``), a row's own residual in a block is divided by
+    ``(1 - leverage)**2``: about its residual off the fit without it.
+    """
+    N = X.shape[1]
+    L = N.bit_length() - 1
+    energy = np.sum(np.abs(X) ** 2, axis=1)
+    cost = energy * len(fits)
+    if positions.ndim == 2:
+        cost = np.repeat(cost[:, None], positions.shape[1], axis=1)
+    for i, V in fits.items():
+        s = L - i
+        x = X.reshape(len(X), 2**i, 1, 2**s)
+        if positions.ndim == 1:
+            kept = np.sum(
+                np.abs(np.sum(x * np.conj(V[positions % 2**s]), axis=-1)) ** 2, axis=-1
+            )
+            if leverages is None:
+                cost -= np.sum(kept, axis=-1)
+            else:
+                h = leverages[i][positions % 2**s, :, positions // 2**s]
+                resid = np.maximum(np.sum(np.abs(x[:, :, 0]) ** 2, axis=-1) - kept, 0)
+                resid /= np.maximum(1 - h, np.sqrt(np.finfo(float).eps)) ** 2
+                cost += resid.sum(axis=-1) - energy
+        else:
+            groups, where = np.unique(positions[0] % 2**s, return_inverse=True)
+            kept = np.einsum("rcjk,uctk->ruct", x, np.conj(V[groups]))
+            cost -= np.sum(np.abs(kept) ** 2, axis=(-2, -1))[:, where]
+    return cost
+
+
+def polish_rows(M, rank=1, rounds=4):
+    """Reassign the rows of the ordered matrix ``M`` that fit their position worst.
+
+    The cost of a row at a position is its residual off the rank-``rank``
+    fits of the blocks of the row groups that the position belongs to,
+    summed over the levels whose blocks have more than ``rank`` rows and
+    columns (the groups being those of ``M``'s current order; from rank 2
+    on, a row's residual at its own position is corrected for its share in
+    the fits, which it would otherwise pull to itself). The
+    ``max(16, N / 8)`` rows of largest cost at their own position are then
+    placed on their positions by an optimal assignment (a row-by-row
+    improvement of the level-by-level search, whose early choices only see
+    their own level). Returns the new order of the rows of ``M``.
+    """
+    N = M.shape[0]
+    L = N.bit_length() - 1
+    order = np.arange(N)
+    k = min(N, max(16, N // 8))
+    for _ in range(rounds):
+        X = M[order]
+        # Row directions of every block of every level: rows grouped by
+        # position mod 2**s, columns by position // 2**s.
+        fits, leverages = {}, {}
+        for i in range(1, L):
+            s = L - i
+            if min(2**i, 2**s) <= rank:  # every grouping fits
+                continue
+            blocks = X.reshape(2**i, 2**s, 2**i, 2**s).transpose(1, 2, 0, 3)
+            U, _, Vh = np.linalg.svd(blocks, full_matrices=False)
+            # (2**s groups, 2**i col groups, rank, 2**s)
+            fits[i] = Vh[..., :rank, :]
+            leverages[i] = np.sum(np.abs(U[..., :rank]) ** 2, axis=-1)
+        if not fits:
+            break
+        # Each row's cost at its own position: its own group at every level.
+        own = _position_costs(X, fits, np.arange(N))
+        suspects = np.sort(np.argsort(-own, kind="stable")[:k])
+        C = _position_costs(X[suspects], fits, suspects[None, :])
+        _, placed = linear_sum_assignment(C)
+        if np.array_equal(placed, np.arange(k)):
+            break
+        new = order.copy()
+        new[suspects[placed]] = order[suspects]
+        order = new
     return order

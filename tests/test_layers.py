@@ -12,7 +12,8 @@ LAYERS = {
     "_progress _batch_omp",
     2: "_patterns _ks _supports _permutations _operator _io _sparse_product",
     3: "_support_analysis _fsmf _fsmf_exact _fsmf_als _trees _split _slabs "
-    "_orderings_rank _orderings_polish _orderings _hierarchical _breakpoints "
+    "_orderings_rank _orderings_polish _orderings_levels _orderings _hierarchical "
+    "_breakpoints "
     "_quantize_bounded _quantize_rank_one _quantize _projections _palm "
     "_sparse_factorize "
     "_dictionary_learning _exhaustive",

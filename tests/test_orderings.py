@@ -100,7 +100,7 @@ def test_learn_on_tiny_matrices(n):
 
 
 def test_pair_matching_finds_planted_pairs_and_no_improving_swap():
-    from skbutterfly._orderings import _match_pairs
+    from skbutterfly._orderings_levels import _match_pairs
 
     rng = np.random.default_rng(0)
     for n in (2, 6, 16, 64):
@@ -132,7 +132,7 @@ def test_pair_matching_finds_planted_pairs_and_no_improving_swap():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 def test_proportional_pairs_finds_planted_multiples(dtype):
-    from skbutterfly._orderings import _proportional_pairs
+    from skbutterfly._orderings_levels import _proportional_pairs
 
     rng = np.random.default_rng(0)
     g, c, n = 40, 3, 16
@@ -150,7 +150,7 @@ def test_proportional_pairs_finds_planted_multiples(dtype):
 
 
 def test_exhaustive_halves_finds_the_rank_one_split():
-    from skbutterfly._orderings import _exhaustive_halves
+    from skbutterfly._orderings_levels import _exhaustive_halves
 
     rng = np.random.default_rng(1)
     for m in (2, 4, 8):
